@@ -1,0 +1,55 @@
+# ferkit: set-up, demo, tests and the recipes that make the bundled model.
+# Every target creates .venv (Python 3.11) on first use and installs what it needs.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= ../shared/datasets/fer2013
+
+.PHONY: demo test install train bundle evaluate benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Runtime + matplotlib (the demo photo ships with it).
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
+# Everything: training, evaluation, export, tests.
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+## demo: install ferkit and find the emotions in a real photo with the bundled model
+demo: $(VENV)/.demo
+	$(BIN)/ferkit demo --annotate runs/demo
+	@echo "annotated photo: runs/demo/grace_hopper.jpg"
+
+## test: install the test dependencies and run the whole suite
+test: $(VENV)/.test
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.test
+
+## train: train the bundled model's recipe on FER2013 (resumes an interrupted run)
+train: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
+
+## bundle: export the best checkpoint of `make train` as the bundled model and record its figures
+bundle: $(VENV)/.test
+	$(BIN)/ferkit export runs/default/best.pt --out src/ferkit/weights/default.onnx
+	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
+	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
+
+## evaluate: the bundled model on PrivateTest (the README's headline figure)
+evaluate: $(VENV)/.test
+	$(BIN)/ferkit evaluate --data $(DATA) --split test --out runs/evaluate
+
+## benchmark: every bundled model on PrivateTest, as a table
+benchmark: $(VENV)/.test
+	$(BIN)/python benchmarks/accuracy.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

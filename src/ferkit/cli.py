@@ -1,0 +1,208 @@
+"""The ``ferkit`` command line: a thin layer over the library.
+
+Commands: ``predict``, ``demo``, ``train``, ``evaluate``, ``export``, ``models``.
+Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
+them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FerkitError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on FER2013 (needs ferkit[train])",
+                       description="Train a CNN from scratch. Options given here override "
+                                   "those of --config; the rest take TrainConfig's defaults.")
+    p.add_argument("--config", help="YAML recipe (e.g. configs/default.yaml)")
+    p.add_argument("--data", help="FER2013 CSV file or image-folder root")
+    p.add_argument("--out", help="run folder (default runs/train)")
+    p.add_argument("--model", help="registered model name (see `ferkit models`)")
+    p.add_argument("--classes", help="all | 6 | comma-separated emotions, e.g. happy,sad,neutral")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "plateau"])
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
+    p.add_argument("--skip-bad", action="store_true", default=None,
+                   help="leave out malformed rows / unreadable images instead of failing")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, load_config, train
+
+    options = load_config(args.config) if args.config else {}
+    for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
+                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "threads",
+                "skip_bad"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    cfg = TrainConfig.from_dict(options)
+    if not cfg.data:
+        raise FerkitError("no data: pass --data PATH (FER2013 CSV or image-folder root) or set "
+                          "data: in the --config recipe")
+    train(cfg, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def _add_predict(sub) -> None:
+    for name, help_ in (("predict", "emotions of every face in images (JSON on stdout)"),
+                        ("demo", "run predict on a real photo shipped with matplotlib")):
+        p = sub.add_parser(name, help=help_, description=help_ + ".")
+        if name == "predict":
+            p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+        p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
+        p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+        p.add_argument("--margin", type=float, default=0.1,
+                       help="fraction of the face box added on each side (default 0.1)")
+        p.add_argument("--annotate", metavar="DIR",
+                       help="write a copy of each image with boxes and labels into DIR")
+        p.add_argument("--compact", action="store_true", help="one-line JSON")
+
+
+def _cmd_predict(args) -> int:
+    from .recognize import Recognizer
+
+    rec = Recognizer(args.model, detector=args.detector, margin=args.margin)
+    results, failed = [], 0
+    names_used: set[str] = set()
+    for r in rec.predict_files(args.images):
+        results.append(r.to_dict())
+        if r.error:
+            failed += 1
+            print(f"ferkit: {r.error}", file=sys.stderr)
+            continue
+        if not r.faces:
+            print(f"ferkit: {r.path}: no face found", file=sys.stderr)
+        if args.annotate:
+            saved = _save_annotated(r, Path(args.annotate), names_used)
+            results[-1]["annotated"] = str(saved)
+    print(json.dumps(results, indent=None if args.compact else 2))
+    if failed:
+        print(f"ferkit: {failed} of {len(results)} files could not be processed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _save_annotated(result, folder: Path, names_used: set[str]) -> Path:
+    import cv2
+
+    from .draw import draw_faces
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = Path(result.path)
+    suffix = src.suffix.lower() if src.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
+    name, k = src.stem + suffix, 1
+    while name in names_used:
+        k += 1
+        name = f"{src.stem}_{k}{suffix}"
+    names_used.add(name)
+    out = folder / name
+    if not cv2.imwrite(str(out), draw_faces(result.image, result.faces)):
+        raise OSError(f"could not write {out}")
+    return out
+
+
+def _cmd_demo(args) -> int:
+    from .recognize import demo_image_path
+
+    args.images = [str(demo_image_path())]
+    return _cmd_predict(args)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics and figures of a model on one split",
+                       description="Accuracy, macro F1, per-class report, top-k accuracy, confusion "
+                                   "matrices and ROC curves of a model on one split.")
+    p.add_argument("--model", help=".onnx model or .pt checkpoint (default: bundled model)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="test = PrivateTest (report), val = PublicTest (choose); default test")
+    p.add_argument("--classes", help="class set of the data (default: the model's)")
+    p.add_argument("--out", default="runs/evaluate", help="folder for metrics.json and PNGs")
+    p.add_argument("--record", action="store_true",
+                   help="store the headline figures in the ONNX model's .json metadata")
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, format_summary
+
+    metrics = evaluate(args.model, args.data, split=args.split, out=args.out, classes=args.classes)
+    print(format_summary(metrics))
+    if args.record:
+        from .evaluate import record_metrics
+
+        print(f"recorded in {record_metrics(args.model, metrics)}")
+    print(f"metrics and figures written to {args.out}")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch axis)")
+    p.add_argument("checkpoint", help="ferkit .pt checkpoint")
+    p.add_argument("--out", required=True, help="path of the .onnx file (metadata .json beside it)")
+    p.add_argument("--opset", type=int, default=18)
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+
+    meta = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}: {meta['parameters']:,} parameters, "
+          f"ONNX Runtime vs PyTorch max |d probs| {meta['parity']['max_abs_diff_probs']:.2e}")
+    return 0
+
+
+def _add_models(sub) -> None:
+    sub.add_parser("models", help="list the registered model names (needs ferkit[train])")
+
+
+def _cmd_models(args) -> int:
+    from .models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_predict(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_export(sub)
+    _add_models(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = globals()[f"_cmd_{args.command}"]
+    try:
+        return handler(args)
+    except (FerkitError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ferkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

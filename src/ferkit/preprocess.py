@@ -1,0 +1,70 @@
+"""Turning grayscale faces into model input: resize and normalise (NumPy and OpenCV only).
+
+The same function serves FER2013 crops at evaluation time and faces found by a detector
+in a photo, so a model sees identical preprocessing in both places.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model expects its input.
+
+    Attributes:
+        input_size: side in pixels of the square grayscale input.
+        mean: mean subtracted after scaling pixels to [0, 1].
+        std: standard deviation divided by after subtracting ``mean``.
+    """
+
+    input_size: int = 48
+    mean: float = 0.5
+    std: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(input_size=int(d["input_size"]), mean=float(d["mean"]), std=float(d["std"]))
+
+
+def prepare_faces(faces: np.ndarray | list[np.ndarray], pre: Preprocessing) -> np.ndarray:
+    """Resize grayscale faces to the model's size and normalise them.
+
+    Args:
+        faces: (N, H, W) uint8 array, or a list of N (H_i, W_i) uint8 gray crops of any
+            size; values 0-255.
+        pre: the model's preprocessing.
+
+    Returns:
+        ``images``: (N, 1, S, S) float32, ``(pixel / 255 - mean) / std``, S = input_size.
+
+    Raises:
+        ValueError: a face that is not a 2-D array.
+    """
+    s = pre.input_size
+    out = np.empty((len(faces), 1, s, s), dtype=np.float32)
+    for i, face in enumerate(faces):
+        if face.ndim != 2:
+            raise ValueError(f"face {i}: expected a (H, W) gray array, got shape {face.shape}")
+        if face.shape != (s, s):
+            interp = cv2.INTER_AREA if face.shape[0] > s else cv2.INTER_LINEAR
+            face = cv2.resize(face, (s, s), interpolation=interp)
+        out[i, 0] = face
+    out *= 1.0 / 255.0
+    out -= pre.mean
+    out /= pre.std
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits; returns (N, C) float32 probs summing to 1."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

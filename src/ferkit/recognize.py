@@ -1,0 +1,190 @@
+"""Recognition: find every face in an image and give its emotion probabilities.
+
+Pipeline (after paz's detect -> square box -> crop -> classify): detect faces, take a
+square crop around each box enlarged by ``margin`` (edges replicated where it leaves the
+image), convert to grayscale, resize to the model's input size, classify all faces of
+the image in one ONNX Runtime batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from .classifier import OnnxClassifier
+from .detect import Detection, Detector, create_detector
+from .errors import FerkitError
+from .images import read_image
+
+
+@dataclass
+class Face:
+    """One face and its emotions.
+
+    Attributes:
+        box: (x, y, w, h) in integer pixels of the input image, top-left origin.
+        probs: ``{emotion: probability}`` over the model's classes, each in [0, 1],
+            summing to 1.
+        label: the most probable emotion.
+        score: its probability, in [0, 1].
+        detector_confidence: the detector's own score (see
+            :class:`~ferkit.detect.Detection`); not an emotion probability.
+    """
+
+    box: tuple[int, int, int, int]
+    probs: dict[str, float]
+    label: str
+    score: float
+    detector_confidence: float | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: box as a list, probabilities rounded to 6 decimals."""
+        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
+                "probs": {k: round(v, 6) for k, v in self.probs.items()},
+                "detector_confidence": None if self.detector_confidence is None
+                else round(self.detector_confidence, 4)}
+
+
+@dataclass
+class ImageResult:
+    """What :meth:`Recognizer.predict_files` gives for one file.
+
+    Attributes:
+        path: the file as given.
+        faces: the faces found (empty when none, or on error).
+        error: why the file could not be processed, naming it; ``None`` on success.
+        image: the decoded (H, W, 3) uint8 BGR image (``None`` on error).
+    """
+
+    path: str
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {"image": self.path, "faces": [f.to_dict() for f in self.faces]}
+        if self.error:
+            d["error"] = self.error
+        elif not self.faces:
+            d["message"] = "no face found"
+        return d
+
+
+def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    """A square crop centred on ``box``, its side ``max(w, h) * (1 + 2 * margin)``.
+
+    Args:
+        gray: (H, W) uint8 image.
+        box: (x, y, w, h) pixels.
+        margin: fraction of the box side added on each side (0.1 = 10%).
+
+    Returns:
+        (S, S) uint8 crop; parts outside the image repeat its edge pixels.
+    """
+    x, y, w, h = box
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x1, y1 = x0 + side, y0 + side
+    H, W = gray.shape
+    pad = (max(0, -y0), max(0, y1 - H), max(0, -x0), max(0, x1 - W))
+    crop = gray[max(0, y0):min(H, y1), max(0, x0):min(W, x1)]
+    if any(pad):
+        crop = cv2.copyMakeBorder(crop, *pad, borderType=cv2.BORDER_REPLICATE)
+    return crop
+
+
+class Recognizer:
+    """Find faces and classify their emotions.
+
+    Args:
+        model: an ``.onnx`` model path (with its ``.json``), an
+            :class:`~ferkit.classifier.OnnxClassifier`, or ``None`` for the bundled model.
+        detector: a detector name (``"haar"``) or any object with
+            ``detect(image) -> list[Detection]``.
+        margin: fraction of the face box added on each side before cropping.
+        threads: ONNX Runtime threads (0: all cores).
+
+    Example:
+        >>> rec = Recognizer()
+        >>> faces = rec.predict("photo.jpg")
+        >>> [(f.box, f.label, round(f.score, 2)) for f in faces]
+    """
+
+    def __init__(self, model: str | os.PathLike | OnnxClassifier | None = None,
+                 detector: str | Detector = "haar", margin: float = 0.1, threads: int = 0):
+        self.classifier = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model, threads)
+        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.margin = margin
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.classifier.class_names
+
+    def predict(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
+        """Faces and emotions of one image.
+
+        Args:
+            image: an (H, W, 3) uint8 BGR array, an (H, W) uint8 gray array, or a path.
+
+        Returns:
+            The faces, largest first; an empty list when no face is found.
+
+        Raises:
+            ImageReadError: a path that cannot be read as an image.
+            ValueError: an array that is not uint8 (H, W) or (H, W, 3).
+        """
+        if isinstance(image, (str, os.PathLike)):
+            image = read_image(image)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError(f"expected a uint8 (H, W, 3) BGR or (H, W) gray image, got "
+                             f"{image.dtype} {image.shape}")
+        return self.classify(image, self.detector.detect(image))
+
+    def classify(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
+        """Classify given face boxes of an image, all in one batch."""
+        if not detections:
+            return []
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        crops = [square_crop(gray, d.box, self.margin) for d in detections]
+        probs = self.classifier.predict_probs(crops)  # (N, C)
+        names = self.class_names
+        faces = []
+        for det, p in zip(detections, probs):
+            k = int(p.argmax())
+            faces.append(Face(box=det.box, probs={n: float(v) for n, v in zip(names, p)},
+                              label=names[k], score=float(p[k]), detector_confidence=det.confidence))
+        return faces
+
+    def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[ImageResult]:
+        """Process files one by one; a bad file yields a result with ``error`` set and the
+        others are still processed."""
+        for path in paths:
+            try:
+                image = read_image(path)
+                yield ImageResult(str(path), self.predict(image), image=image)
+            except FerkitError as exc:
+                yield ImageResult(str(path), error=str(exc))
+
+
+def demo_image_path() -> Path:
+    """A real photo shipped by an installed package: matplotlib's ``grace_hopper.jpg``.
+
+    Raises:
+        FerkitError: matplotlib is not installed (``pip install ferkit[demo]``).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise FerkitError("the demo photo comes with matplotlib: pip install 'ferkit[demo]'") from None
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        raise FerkitError(f"matplotlib's sample photo is missing: {path}")
+    return path

@@ -1,0 +1,320 @@
+"""Training a FER CNN from scratch: augmentation, LR schedule, early stopping on val,
+resumable checkpoints, a history CSV and curves.
+
+Protocol: the model is fit on ``train`` (FER2013 Training); ``val`` (PublicTest) alone
+chooses the checkpoint and stops training. ``test`` (PrivateTest) is never read here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import checkpoint_meta, save_checkpoint
+from .data import load_fer2013
+from .models import create_model
+from .preprocess import Preprocessing
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into every checkpoint.
+
+    Attributes:
+        data: FER2013 CSV file or image-folder root.
+        out: run folder (checkpoints, history.csv, curves.png, config.json).
+        model / model_args: a registered model name and its extra arguments.
+        classes: class set (``all``, ``6``, or names such as ``happy,sad,neutral``).
+        epochs: maximum number of epochs.
+        batch_size: faces per optimisation step.
+        optimizer: ``sgd`` (Nesterov momentum) or ``adamw``.
+        lr: peak learning rate.
+        weight_decay: decoupled for AdamW, L2 for SGD.
+        schedule: ``onecycle`` (Smith & Topin, 2017; cosine annealing after a linear
+            warm-up of ``warmup`` of all steps), ``cosine`` (Loshchilov & Hutter, 2017,
+            no restarts) or ``plateau`` (halve the LR after ``plateau_patience`` epochs
+            without a better val accuracy, as in the reports).
+        label_smoothing: cross-entropy label smoothing (Szegedy et al., 2016).
+        patience: early stopping: stop after this many epochs without a better val
+            accuracy; 0 disables it.
+        rotate: maximum random rotation, degrees.
+        shift: maximum random translation, fraction of the side.
+        scale: maximum random zoom, fraction (0.1 = 0.9x-1.1x).
+        flip: random horizontal flip with probability 0.5.
+        erase: probability of random erasing of one rectangle (Zhong et al., 2020).
+        seed: seeds weights, shuffling, augmentation and dropout.
+        threads: CPU threads for PyTorch; 0 = all cores.
+        skip_bad: leave out malformed rows or unreadable images (with a warning)
+            instead of failing.
+    """
+
+    data: str = ""
+    out: str = "runs/train"
+    model: str = "vgg_s"
+    model_args: dict = field(default_factory=dict)
+    classes: str = "all"
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup: float = 0.15
+    plateau_patience: int = 5
+    label_smoothing: float = 0.1
+    patience: int = 10
+    rotate: float = 15.0
+    shift: float = 0.1
+    scale: float = 0.1
+    flip: bool = True
+    erase: float = 0.0
+    seed: int = 0
+    threads: int = 0
+    skip_bad: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}; "
+                             f"expected some of {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random affine (rotation, zoom, shift, horizontal flip) and optional erasing.
+
+    Args:
+        images: (B, 1, H, W) float32 in [0, 1].
+        cfg: the amounts of each transform.
+        gen: the generator that draws them.
+
+    Returns:
+        (B, 1, H, W) float32 in [0, 1], edges filled by border replication.
+    """
+    b = images.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)
+
+    angle = uniform(-cfg.rotate, cfg.rotate) * (math.pi / 180)
+    zoom = uniform(1 - cfg.scale, 1 + cfg.scale)
+    tx, ty = uniform(-2 * cfg.shift, 2 * cfg.shift), uniform(-2 * cfg.shift, 2 * cfg.shift)
+    sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(b)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
+                         torch.stack([sin * sign, cos, ty], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.erase > 0:
+        _, _, h, w = out.shape
+        for i in torch.nonzero(torch.rand(b, generator=gen) < cfg.erase).flatten().tolist():
+            eh, ew = (int(v) for v in torch.randint(h // 8, h // 2, (2,), generator=gen))
+            y0 = int(torch.randint(0, h - eh + 1, (1,), generator=gen))
+            x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
+            out[i, :, y0:y0 + eh, x0:x0 + ew] = torch.rand(1, generator=gen)
+    return out
+
+
+def _to_unit(u8: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) uint8 -> (B, 1, H, W) float32 in [0, 1]."""
+    return u8.unsqueeze(1).float().div_(255.0)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: np.ndarray, pre: Preprocessing,
+                   batch_size: int = 512) -> np.ndarray:
+    """Logits of a PyTorch model for (N, S, S) uint8 faces; returns (N, C) float32."""
+    model.eval()
+    out = []
+    x_all = torch.from_numpy(images)
+    for i in range(0, len(x_all), batch_size):
+        x = (_to_unit(x_all[i:i + batch_size]) - pre.mean) / pre.std
+        out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
+    return torch.cat(out).numpy()
+
+
+def _make_optimizer(model, cfg: TrainConfig, steps: int):
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected sgd or adamw")
+    return opt, _make_scheduler(opt, cfg, steps)
+
+
+def _make_scheduler(opt, cfg: TrainConfig, steps: int, last_step: int = -1):
+    """The LR schedule over ``steps`` optimisation steps, positioned after ``last_step``."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
+                                                   pct_start=cfg.warmup, div_factor=25,
+                                                   final_div_factor=1e3, last_epoch=last_step)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, last_epoch=last_step)
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
+                                                          patience=cfg.plateau_patience)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: expected onecycle, cosine or plateau")
+
+
+HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a model as ``cfg`` says; returns the path of the best checkpoint (by val
+    accuracy).
+
+    Writes into ``cfg.out``: ``last.pt`` (after every epoch, with optimizer, scheduler
+    and RNG states, for ``resume``), ``best.pt``, ``history.csv``, ``curves.png`` and
+    ``config.json``.
+
+    Raises:
+        FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
+        FileNotFoundError, DataError: the data cannot be loaded.
+        ValueError: an unknown model, optimizer, schedule or class set.
+    """
+    out = Path(cfg.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if last_path.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
+                              "or choose another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = load_fer2013(cfg.data, cfg.classes, on_error="skip" if cfg.skip_bad else "raise")
+    tr, va = data["train"], data["val"]
+    if len(tr) < cfg.batch_size or len(va) == 0:
+        raise ValueError(f"too little data: {len(tr)} train and {len(va)} val faces "
+                         f"(batch size {cfg.batch_size})")
+    x_tr = torch.from_numpy(tr.images)  # (N, H, W) uint8
+    y_tr = torch.from_numpy(tr.targets)
+    pixels = tr.images.astype(np.float32) / 255.0
+    pre = Preprocessing(input_size=tr.images.shape[1], mean=round(float(pixels.mean()), 4),
+                        std=round(float(pixels.std()), 4))
+    del pixels
+
+    model = create_model(cfg.model, num_classes=len(data.class_names), in_chans=1,
+                         input_size=pre.input_size, **cfg.model_args)
+    model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = len(tr) // cfg.batch_size
+    opt, sched = _make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
+    meta = checkpoint_meta(cfg.model, cfg.model_args, data.class_names, pre)
+    history: list[dict] = []
+    start, best_acc, bad_epochs = 0, -1.0, 0
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        if state["config"]["epochs"] == cfg.epochs or cfg.schedule == "plateau":
+            sched.load_state_dict(state["scheduler"])
+        else:  # --epochs changed: the rest of the schedule is stretched to the new end
+            sched = _make_scheduler(opt, cfg, steps_per_epoch * cfg.epochs,
+                                    last_step=state["epoch"] * steps_per_epoch - 1)
+        torch.set_rng_state(state["torch_rng"])
+        start, best_acc, bad_epochs = state["epoch"], state["best_val_acc"], state["bad_epochs"]
+        history = state["history"]
+        print(f"resuming {out} after epoch {start} (best val accuracy {best_acc:.4f})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{cfg.model}: {n_params / 1e6:.2f} M parameters; {len(tr)} train / {len(va)} val faces; "
+          f"classes {', '.join(data.class_names)}; {torch.get_num_threads()} threads")
+
+    for epoch in range(start, cfg.epochs):
+        if bad_epochs >= cfg.patience > 0:
+            break
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(tr), generator=gen)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, mininterval=2.0, leave=False)
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = augment(_to_unit(x_tr[idx]), cfg, gen)
+            x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
+            y = y_tr[idx]
+            logits = model(x)  # (B, C)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.schedule != "plateau":
+                sched.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        val_logits = torch.from_numpy(predict_logits(model, va.images, pre))
+        y_va = torch.from_numpy(va.targets)
+        val_loss = float(F.cross_entropy(val_logits, y_va))
+        val_acc = float((val_logits.argmax(1) == y_va).float().mean())
+        lr = opt.param_groups[0]["lr"]
+        if cfg.schedule == "plateau":
+            sched.step(val_acc)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0}
+        history.append(row)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, bad_epochs = val_acc, 0
+            save_checkpoint(best_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
+                            config=dataclasses.asdict(cfg))
+        else:
+            bad_epochs += 1
+        save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
+                        config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history)
+        write_history(out, history)
+        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+              f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | "
+              f"{row['seconds']:.0f} s", flush=True)
+    if bad_epochs >= cfg.patience > 0:
+        print(f"early stop: no better val accuracy in {cfg.patience} epochs")
+    print(f"best val accuracy {best_acc:.4f}: {best_path}")
+    return best_path
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    """Write ``history.csv`` and ``curves.png`` (loss, accuracy and LR per epoch)."""
+    with open(out / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        w.writerows(history)
+    from .plots import plot_curves
+
+    plot_curves(history, out / "curves.png")
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML (or JSON) training recipe into a dict of :class:`TrainConfig` fields."""
+    import yaml
+
+    with open(path) as f:
+        d = yaml.safe_load(f) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of option: value")
+    return d

@@ -1,0 +1,123 @@
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import tiny_faces
+from ferkit.data import load_fer2013
+from ferkit.errors import DataError
+from ferkit.labels import EMOTIONS
+
+
+def test_csv_splits_follow_usage(tiny_csv):
+    d = load_fer2013(tiny_csv)
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 56, "val": 14, "test": 14}
+    assert d.class_names == EMOTIONS
+    tr = d["train"]
+    assert tr.images.shape == (56, 48, 48) and tr.images.dtype == np.uint8
+    assert tr.targets.dtype == np.int64
+    expected, labels = tiny_faces(56, seed=0)
+    assert np.array_equal(tr.images, expected) and np.array_equal(tr.targets, labels)
+    assert tr.sources[0] == "row 2"
+
+
+def test_csv_class_sets(tiny_csv):
+    six = load_fer2013(tiny_csv, "6")
+    assert len(six.class_names) == 6 and len(six["train"]) == 56
+    assert (six["train"].targets == six.class_names.index("angry")).sum() == 16  # 8 angry + 8 disgust
+    sub = load_fer2013(tiny_csv, "happy,sad,neutral")
+    assert len(sub["train"]) == 24 and set(sub["train"].targets.tolist()) == {0, 1, 2}
+
+
+def test_cache_is_written_once_and_reused(tiny_csv, cache_dir):
+    first = load_fer2013(tiny_csv)
+    files = list(cache_dir.glob("*.npz"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    second = load_fer2013(tiny_csv)
+    assert files[0].stat().st_mtime_ns == mtime
+    assert np.array_equal(first["test"].images, second["test"].images)
+
+
+def test_bad_csv_rows_are_named_not_reshaped(tmp_path, cache_dir):
+    good = " ".join(["1"] * 2304)
+    path = tmp_path / "bad.csv"
+    path.write_text("emotion,pixels,Usage\n"
+                    f"3,{good},Training\n"
+                    f"9,{good},Training\n"                      # row 3: unknown label
+                    f"2,{' '.join(['1'] * 2300)},Training\n"    # row 4: short row
+                    f"2,{good},Elsewhere\n"                      # row 5: unknown usage
+                    f"4,{good},PublicTest\n")
+    with pytest.raises(DataError) as err:
+        load_fer2013(path)
+    text = str(err.value)
+    assert "row 3" in text and "unknown emotion label" in text
+    assert "row 4: 2300 pixels, expected 2304" in text
+    assert "row 5" in text and len(err.value.problems) == 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = load_fer2013(path, on_error="skip")
+    assert any("row 4" in str(w.message) for w in caught)
+    assert len(d["train"]) == 1 and len(d["val"]) == 1
+
+
+def test_csv_without_usage_gets_seeded_split(tmp_path, cache_dir):
+    images, labels = tiny_faces(50, seed=3)
+    path = tmp_path / "nousage.csv"
+    path.write_text("emotion,pixels\n" + "".join(
+        f"{y},{' '.join(map(str, im.ravel()))}\n" for im, y in zip(images, labels)))
+    a = load_fer2013(path, cache=False)
+    b = load_fer2013(path, cache=False)
+    assert [len(a[s]) for s in ("train", "val", "test")] == [40, 5, 5]
+    assert np.array_equal(a["val"].sources, b["val"].sources)
+    c = load_fer2013(path, cache=False, fallback_seed=1)
+    assert not np.array_equal(a["val"].sources, c["val"].sources)
+
+
+def test_folders_with_prefixes(tiny_folder):
+    d = load_fer2013(tiny_folder)
+    assert {k: len(v) for k, v in d.splits.items()} == {"train": 28, "val": 7, "test": 7}
+    assert all(s.startswith("test/") and "PrivateTest_" in s for s in d["test"].sources)
+    assert all("PublicTest_" in s for s in d["val"].sources)
+    for img, y, src in zip(d["train"].images, d["train"].targets, d["train"].sources):
+        assert src.split("/")[1] == EMOTIONS[y]
+        assert np.array_equal(img, cv2.imread(str(tiny_folder / src), cv2.IMREAD_GRAYSCALE))
+
+
+def test_folders_without_prefixes_split_test_in_half(tmp_path, cache_dir):
+    root = tmp_path / "plain"
+    images, labels = tiny_faces(40, seed=5)
+    for i, (img, y) in enumerate(zip(images, labels)):
+        d = root / ("train" if i < 20 else "test") / EMOTIONS[y]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"im{i}.png"), cv2.resize(img, (64, 64)))  # other size: resized
+    a = load_fer2013(root)
+    assert [len(a[s]) for s in ("train", "val", "test")] == [20, 10, 10]
+    assert a["val"].images.shape[1:] == (48, 48)
+    b = load_fer2013(root, cache=False)
+    assert np.array_equal(a["val"].sources, b["val"].sources)
+
+
+def test_unreadable_image_is_named_and_others_load(tiny_folder):
+    bad = tiny_folder / "train" / "happy" / "Training_999.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    with pytest.raises(DataError, match="Training_999.jpg"):
+        load_fer2013(tiny_folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = load_fer2013(tiny_folder, on_error="skip")
+    assert len(d["train"]) == 28
+
+
+def test_unknown_emotion_folder_is_reported(tiny_folder):
+    d = tiny_folder / "train" / "contempt"
+    d.mkdir()
+    cv2.imwrite(str(d / "Training_1000.png"), np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError, match="contempt"):
+        load_fer2013(tiny_folder)
+
+
+def test_missing_path():
+    with pytest.raises(FileNotFoundError):
+        load_fer2013("/no/such/fer2013.csv")

@@ -1,0 +1,135 @@
+"""Recognition with the bundled model on a real photo, the Python API and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.classifier import OnnxClassifier, default_model_path
+from ferkit.detect import Detection, HaarDetector
+from ferkit.errors import ImageReadError
+from ferkit.recognize import Recognizer, demo_image_path, square_crop
+
+FERKIT = [sys.executable, "-m", "ferkit.cli"]
+
+# Golden figures: the bundled model's probabilities for the face in matplotlib's
+# grace_hopper.jpg. A change here means the bundled model or its preprocessing changed.
+GOLDEN_BOX = (155, 105, 222, 222)
+GOLDEN_PROBS = None  # filled in when the bundled model is trained
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return cv2.imread(str(demo_image_path()))
+
+
+def test_bundled_model_is_shipped():
+    path = default_model_path()
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert path.stat().st_size < 10 * 2**20
+    clf = OnnxClassifier()
+    assert clf.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_golden_face_in_shipped_photo(recognizer, photo):
+    faces = recognizer.predict(photo)
+    assert len(faces) == 1
+    face = faces[0]
+    assert np.allclose(face.box, GOLDEN_BOX, atol=3)
+    assert abs(sum(face.probs.values()) - 1) < 1e-5
+    assert face.label == max(face.probs, key=face.probs.get) and face.score == face.probs[face.label]
+    got = [face.probs[k] for k in recognizer.class_names]
+    assert np.allclose(got, GOLDEN_PROBS, atol=2e-3), got
+
+
+def test_gray_input_and_path_input_agree(recognizer, photo):
+    a = recognizer.predict(str(demo_image_path()))
+    b = recognizer.predict(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    assert a[0].box == b[0].box
+    assert np.allclose(list(a[0].probs.values()), list(b[0].probs.values()), atol=1e-5)
+
+
+def test_no_face_gives_empty_list(recognizer):
+    blank = np.full((240, 320, 3), 127, np.uint8)
+    assert recognizer.predict(blank) == []
+
+
+def test_custom_detector_plugs_in(photo):
+    class TwoBoxes:
+        def detect(self, image):
+            return [Detection((10, 10, 50, 50)), Detection((100, 120, 80, 80), 0.9)]
+
+    faces = Recognizer(detector=TwoBoxes()).predict(photo)
+    assert [f.box for f in faces] == [(10, 10, 50, 50), (100, 120, 80, 80)]
+    assert faces[1].detector_confidence == 0.9
+
+
+def test_square_crop_pads_at_edges():
+    gray = np.arange(100 * 80, dtype=np.uint32).reshape(100, 80).astype(np.uint8)
+    crop = square_crop(gray, (0, 0, 40, 30), margin=0.25)
+    assert crop.shape == (60, 60)
+    inside = square_crop(gray, (20, 30, 20, 20), margin=0.0)
+    assert np.array_equal(inside, gray[30:50, 20:40])
+
+
+def test_bad_inputs_raise_clear_errors(recognizer, tmp_path):
+    with pytest.raises(ImageReadError, match="no such file"):
+        recognizer.predict(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="uint8"):
+        recognizer.predict(np.zeros((10, 10, 3), np.float32))
+
+
+def test_haar_detector_finds_the_face(photo):
+    dets = HaarDetector().detect(photo)
+    assert len(dets) == 1 and dets[0].confidence is not None
+
+
+def _run(*args):
+    return subprocess.run([*FERKIT, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_predict_processes_good_files_despite_bad_ones(tmp_path):
+    good = demo_image_path()
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(good.read_bytes()[:200])  # a JPEG header with no image behind it
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    noface = tmp_path / "noface.png"
+    cv2.imwrite(str(noface), np.full((200, 200, 3), 90, np.uint8))
+    missing = tmp_path / "missing.jpg"
+    ann = tmp_path / "ann"
+    r = _run("predict", good, corrupt, text, empty, missing, noface, good, "--annotate", ann)
+    assert r.returncode == 1
+    results = json.loads(r.stdout)
+    assert [x["image"] for x in results] == list(map(str, [good, corrupt, text, empty, missing, noface, good]))
+    assert len(results[0]["faces"]) == 1 and "error" not in results[0]
+    assert results[6]["faces"] == results[0]["faces"]
+    for i, reason in ((1, "corrupt"), (2, "not an image"), (3, "empty"), (4, "no such file")):
+        assert reason in results[i]["error"] and str(results[i]["image"]) in results[i]["error"]
+        assert str(results[i]["image"]) in r.stderr
+    assert results[5]["faces"] == [] and results[5]["message"] == "no face found"
+    assert "no face found" in r.stderr
+    written = sorted(p.name for p in ann.iterdir())
+    assert written == ["grace_hopper.jpg", "grace_hopper_2.jpg", "noface.png"]
+    annotated = cv2.imread(str(ann / "grace_hopper.jpg"))
+    assert annotated.shape == cv2.imread(str(good)).shape
+
+
+def test_cli_demo_runs():
+    r = _run("demo", "--compact")
+    assert r.returncode == 0, r.stderr
+    (result,) = json.loads(r.stdout)
+    face = result["faces"][0]
+    assert set(face["probs"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert abs(sum(face["probs"].values()) - 1) < 1e-4

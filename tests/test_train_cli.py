@@ -1,0 +1,105 @@
+"""The real command line on tiny data: train one epoch, resume, evaluate, export."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import load_checkpoint
+
+FERKIT = [sys.executable, "-m", "ferkit.cli"]
+
+
+def run(*args, env=None):
+    return subprocess.run([*FERKIT, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.fixture
+def trained_run(tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    r = run("train", "--data", tiny_csv, "--model", "vgg_s", "--epochs", 1, "--batch-size", 8,
+            "--out", out, "--no-progress", "--seed", 1, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    return out, tiny_csv
+
+
+def test_train_one_epoch_writes_everything(trained_run):
+    out, _ = trained_run
+    for name in ("best.pt", "last.pt", "history.csv", "curves.png", "config.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["val_acc"]) <= 1.0
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["model"] == "vgg_s" and ckpt["class_names"][3] == "happy"
+    assert ckpt["preprocessing"]["input_size"] == 48 and 0 < ckpt["preprocessing"]["std"] < 1
+    assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_existing_run_needs_resume_and_resume_continues(trained_run):
+    out, data = trained_run
+    r = run("train", "--data", data, "--epochs", 2, "--batch-size", 8, "--out", out, "--no-progress")
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run("train", "--data", data, "--model", "vgg_s", "--epochs", 2, "--batch-size", 8,
+            "--out", out, "--no-progress", "--resume", "--seed", 1, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_config_file_and_unknown_option(tiny_csv, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: vgg_s\nepochs: 1\nbatch_size: 8\nnot_an_option: 3\n")
+    r = run("train", "--config", recipe, "--data", tiny_csv, "--out", tmp_path / "x", "--no-progress")
+    assert r.returncode == 2 and "not_an_option" in r.stderr
+
+
+def test_evaluate_writes_metrics_and_figures(trained_run, tmp_path):
+    out, data = trained_run
+    ev = tmp_path / "eval"
+    r = run("evaluate", "--model", out / "best.pt", "--data", data, "--split", "test", "--out", ev)
+    assert r.returncode == 0, r.stderr
+    assert "accuracy" in r.stdout and "macro F1" in r.stdout
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["split"] == "test" and m["n"] == 14
+    for key in ("accuracy", "macro_f1", "top2_accuracy", "top3_accuracy"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["top3_accuracy"] >= m["top2_accuracy"] >= m["accuracy"]
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (7, 7) and cm.sum() == 14
+    assert np.allclose(np.array(m["confusion_matrix_normalized"]).sum(1), 1.0, atol=1e-3)
+    assert set(m["per_class"]["happy"]) >= {"precision", "recall", "f1", "support", "roc_auc"}
+    for png in ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc.png"):
+        assert (ev / png).stat().st_size > 1000
+
+
+def test_export_onnx_parity_and_dynamic_batch(trained_run, tmp_path):
+    import onnxruntime as ort
+
+    out, _ = trained_run
+    onnx_path = tmp_path / "m.onnx"
+    r = run("export", out / "best.pt", "--out", onnx_path)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert meta["class_names"][0] == "angry" and meta["preprocessing"]["input_size"] == 48
+    model, _ = load_checkpoint(out / "best.pt")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5, 67):
+        x = torch.randn(batch, 1, 48, 48, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = torch.softmax(model(x), 1).numpy()
+        logits, probs = sess.run(["logits", "probs"], {"images": x.numpy()})
+        assert probs.shape == (batch, 7)
+        assert np.abs(probs - expected).max() < 1e-4
+        assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_models_command_lists_registry():
+    r = run("models")
+    assert r.returncode == 0 and {"dcnn", "vgg", "vgg_s"} <= set(r.stdout.split())
