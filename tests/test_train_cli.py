@@ -103,3 +103,46 @@ def test_export_onnx_parity_and_dynamic_batch(trained_run, tmp_path):
 def test_models_command_lists_registry():
     r = run("models")
     assert r.returncode == 0 and {"dcnn", "vgg", "vgg_s"} <= set(r.stdout.split())
+
+
+def test_checkpoint_and_its_onnx_export_evaluate_the_same(trained_run, tmp_path):
+    out, data = trained_run
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", out / "best.pt", "--out", onnx_path, "--equalize").returncode == 0
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert meta["preprocessing"]["equalize"] is True
+    from ferkit.classifier import OnnxClassifier
+    from ferkit.data import load_fer2013
+    from ferkit.evaluate import TorchClassifier
+
+    faces = load_fer2013(data)["test"].images
+    torch_clf = TorchClassifier(out / "best.pt")
+    onnx_clf = OnnxClassifier(onnx_path)
+    assert onnx_clf.preprocessing.equalize and not torch_clf.preprocessing.equalize
+    torch_clf.preprocessing = onnx_clf.preprocessing  # the same preprocessing on both paths
+    assert np.abs(torch_clf.predict_logits(faces) - onnx_clf.predict_logits(faces)).max() < 1e-3
+
+
+def test_equalize_training_records_it(tiny_csv, tmp_path):
+    out = tmp_path / "eq"
+    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
+            "--no-progress", "--equalize", "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    _, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["preprocessing"]["equalize"] is True
+
+
+def test_export_with_flip_tta_averages_mirror_logits(trained_run, tmp_path):
+    import onnxruntime as ort
+
+    out, _ = trained_run
+    onnx_path = tmp_path / "tta.onnx"
+    assert run("export", out / "best.pt", "--out", onnx_path, "--flip-tta").returncode == 0
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == "flip"
+    model, _ = load_checkpoint(out / "best.pt")
+    x = torch.randn(6, 1, 48, 48, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = 0.5 * (model(x) + model(torch.flip(x, dims=[3])))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(["logits"], {"images": x.numpy()})
+    assert np.abs(logits - expected.numpy()).max() < 1e-4

@@ -7,6 +7,7 @@ curves with AUC. Report PrivateTest (``test``) figures; choose anything on ``val
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -105,7 +106,8 @@ def compute_metrics(targets: np.ndarray, probs: np.ndarray, class_names) -> dict
 
 
 def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, split: str = "test",
-             out: str | os.PathLike | None = None, classes: str | None = None) -> dict:
+             out: str | os.PathLike | None = None, classes: str | None = None,
+             equalize: bool | None = None) -> dict:
     """Evaluate a model on one split of a dataset and write the figures.
 
     Args:
@@ -116,6 +118,8 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
             ``confusion_matrix_normalized.png`` and ``roc.png``; nothing written if None.
         classes: class set of the data; default: the model's classes (``all`` for
             seven classes, ``6`` for the six-class set, else the model's class names).
+        equalize: override the model's histogram-equalisation setting (to compare both
+            on val before exporting with ``ferkit export --equalize``); None keeps it.
 
     Returns:
         The metrics dict of :func:`compute_metrics`, plus ``model``, ``data``, ``split``
@@ -124,6 +128,8 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
     from .preprocess import softmax
 
     clf = load_classifier(model_path)
+    if equalize is not None:
+        clf.preprocessing = dataclasses.replace(clf.preprocessing, equalize=equalize)
     if classes is None:
         classes = ",".join(clf.class_names)
         if clf.class_names == ("angry", "fear", "happy", "sad", "surprise", "neutral"):
@@ -135,6 +141,7 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
     probs = softmax(clf.predict_logits(s.images))
     metrics = compute_metrics(s.targets, probs, dataset.class_names)
     metrics = {"model": str(model_path or "bundled default"), "data": str(data), "split": split,
+               "preprocessing": clf.preprocessing.to_dict(),
                "class_names": list(dataset.class_names), **metrics}
     if out is not None:
         write_report(metrics, Path(out))
@@ -174,14 +181,20 @@ def record_metrics(model_path: str | os.PathLike | None, metrics: dict) -> Path:
     ``.json`` metadata of an ONNX model (``None``: the bundled model); returns its path.
 
     Raises:
-        ModelError: the model is not an ``.onnx`` file.
+        ModelError: the model is not an ``.onnx`` file, or the figures were measured
+            with other preprocessing than the model's.
     """
     from .classifier import default_model_path, read_metadata
+    from .preprocess import Preprocessing
 
     onnx_path = Path(model_path) if model_path is not None else default_model_path()
     if onnx_path.suffix != ".onnx":
         raise ModelError(f"{onnx_path}: figures can be recorded for .onnx models only")
     meta = read_metadata(onnx_path)
+    model_pre = Preprocessing.from_dict(meta["preprocessing"]).to_dict()
+    if metrics.get("preprocessing", model_pre) != model_pre:
+        raise ModelError(f"{onnx_path}: these figures were measured with other preprocessing "
+                         f"({metrics['preprocessing']}) than the model's ({meta['preprocessing']})")
     keys = ("n", "accuracy", "macro_f1", "top2_accuracy", "top3_accuracy")
     entry = {k: metrics[k] for k in keys if k in metrics}
     entry["recall"] = {c: round(r["recall"], 4) for c, r in metrics["per_class"].items()}

@@ -18,20 +18,28 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .classifier import ONNX_FORMAT
+from .preprocess import Preprocessing
 
 
 class _WithProbs(nn.Module):
-    def __init__(self, model: nn.Module):
+    """Adds the ``probs`` output and, with ``flip_tta``, averages the logits of each face
+    and its mirror image (horizontal-flip test-time augmentation)."""
+
+    def __init__(self, model: nn.Module, flip_tta: bool = False):
         super().__init__()
         self.model = model
+        self.flip_tta = flip_tta
 
     def forward(self, images: torch.Tensor):
         logits = self.model(images)  # (B, C)
+        if self.flip_tta:
+            logits = 0.5 * (logits + self.model(torch.flip(images, dims=[3])))
         return logits, torch.softmax(logits, dim=1)
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 18,
-                extra_meta: dict | None = None) -> dict:
+                extra_meta: dict | None = None, equalize: bool | None = None,
+                flip_tta: bool = False) -> dict:
     """Export a checkpoint to ``out`` (``.onnx``) and write ``out`` with ``.json`` beside it.
 
     Args:
@@ -39,6 +47,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         out: path of the ``.onnx`` file to write.
         opset: ONNX opset version.
         extra_meta: more entries for the metadata JSON (e.g. measured metrics).
+        equalize: override the checkpoint's ``preprocessing.equalize`` (a choice to make
+            on val, e.g. for a model trained on already-equalised faces); None keeps it.
+        flip_tta: bake horizontal-flip test-time augmentation into the graph (the
+            logits of a face and of its mirror image are averaged; twice the cost).
 
     Returns:
         The metadata dict written, including ``parity``: the maximum absolute
@@ -53,7 +65,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
 
     model, ckpt = load_checkpoint(checkpoint)
     s, c = ckpt["preprocessing"]["input_size"], ckpt["in_chans"]
-    wrapped = _WithProbs(model).eval()
+    wrapped = _WithProbs(model, flip_tta).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(4, c, s, s)
@@ -80,9 +92,11 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         "num_classes": ckpt["num_classes"],
         "in_chans": c,
         "class_names": ckpt["class_names"],
-        "preprocessing": ckpt["preprocessing"],
+        "preprocessing": {**Preprocessing.from_dict(ckpt["preprocessing"]).to_dict(),
+                          **({} if equalize is None else {"equalize": bool(equalize)})},
         "inputs": {"images": ["batch", c, s, s]},
         "outputs": {"logits": ["batch", ckpt["num_classes"]], "probs": ["batch", ckpt["num_classes"]]},
+        "tta": "flip" if flip_tta else "none",
         "opset": opset,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trained": {"epoch": ckpt.get("epoch"), "val_accuracy": ckpt.get("val_acc"),

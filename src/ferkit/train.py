@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .data import load_fer2013
 from .models import create_model
-from .preprocess import Preprocessing
+from .preprocess import Preprocessing, prepare_faces
 
 
 @dataclass
@@ -53,6 +54,9 @@ class TrainConfig:
         scale: maximum random zoom, fraction (0.1 = 0.9x-1.1x).
         flip: random horizontal flip with probability 0.5.
         erase: probability of random erasing of one rectangle (Zhong et al., 2020).
+        equalize: histogram-equalise every face (train faces once at load; val, test and
+            photo crops through :func:`ferkit.preprocess.prepare_faces`), recorded in the
+            model's preprocessing.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -80,6 +84,7 @@ class TrainConfig:
     scale: float = 0.1
     flip: bool = True
     erase: float = 0.0
+    equalize: bool = False
     seed: int = 0
     threads: int = 0
     skip_bad: bool = False
@@ -135,14 +140,14 @@ def _to_unit(u8: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, pre: Preprocessing,
+def predict_logits(model: torch.nn.Module, faces: np.ndarray, pre: Preprocessing,
                    batch_size: int = 512) -> np.ndarray:
-    """Logits of a PyTorch model for (N, S, S) uint8 faces; returns (N, C) float32."""
+    """Logits of a PyTorch model for (N, H, W) uint8 faces, preprocessed exactly as the
+    ONNX path does (:func:`ferkit.preprocess.prepare_faces`); returns (N, C) float32."""
     model.eval()
     out = []
-    x_all = torch.from_numpy(images)
-    for i in range(0, len(x_all), batch_size):
-        x = (_to_unit(x_all[i:i + batch_size]) - pre.mean) / pre.std
+    for i in range(0, len(faces), batch_size):
+        x = torch.from_numpy(prepare_faces(faces[i:i + batch_size], pre))  # (B, 1, S, S)
         out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
     return torch.cat(out).numpy()
 
@@ -205,11 +210,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if len(tr) < cfg.batch_size or len(va) == 0:
         raise ValueError(f"too little data: {len(tr)} train and {len(va)} val faces "
                          f"(batch size {cfg.batch_size})")
-    x_tr = torch.from_numpy(tr.images)  # (N, H, W) uint8
+    train_faces = np.stack([cv2.equalizeHist(f) for f in tr.images]) if cfg.equalize else tr.images
+    x_tr = torch.from_numpy(train_faces)  # (N, H, W) uint8
     y_tr = torch.from_numpy(tr.targets)
-    pixels = tr.images.astype(np.float32) / 255.0
+    pixels = train_faces.astype(np.float32) / 255.0
     pre = Preprocessing(input_size=tr.images.shape[1], mean=round(float(pixels.mean()), 4),
-                        std=round(float(pixels.std()), 4))
+                        std=round(float(pixels.std()), 4), equalize=cfg.equalize)
     del pixels
 
     model = create_model(cfg.model, num_classes=len(data.class_names), in_chans=1,
