@@ -1,6 +1,7 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
-Commands: ``predict``, ``demo``, ``train``, ``evaluate``, ``export``, ``models``.
+Commands: ``predict``, ``demo``, ``video``, ``train``, ``evaluate``, ``explore``, ``export``,
+``models``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
 """
@@ -33,6 +34,8 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="histogram-equalise faces (recorded in the model's preprocessing)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="leave out malformed rows / unreadable images instead of failing")
@@ -45,7 +48,7 @@ def _cmd_train(args) -> int:
 
     options = load_config(args.config) if args.config else {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
-                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "threads",
+                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "equalize", "threads",
                 "skip_bad"):
         value = getattr(args, key)
         if value is not None:
@@ -122,6 +125,58 @@ def _cmd_demo(args) -> int:
     return _cmd_predict(args)
 
 
+def _add_video(sub) -> None:
+    p = sub.add_parser("video", help="emotions of the faces in a video, tracked over time",
+                       description="Detect, track (greedy IoU) and classify the faces of a video, "
+                                   "smoothing each face's probabilities over time. Frames are streamed; "
+                                   "every output is written under a temporary name and renamed at the "
+                                   "end. Exit status 1 when the video breaks off mid-way (the results "
+                                   "up to there are written), 2 when it cannot be read at all.")
+    p.add_argument("input", metavar="INPUT", help="video file (anything OpenCV reads: mp4, avi, mkv, ...)")
+    p.add_argument("--out", metavar="VIDEO",
+                   help="annotated copy (.mp4, .avi, .mkv, ...) with boxes, track ids, labels and scores")
+    p.add_argument("--csv", metavar="CSV", help="timeline: one row per face per frame")
+    p.add_argument("--json", metavar="JSON", help="the same rows with settings and the summary")
+    p.add_argument("--plot", metavar="PNG", help="probabilities over time per track (needs matplotlib)")
+    p.add_argument("--stride", type=int, default=1,
+                   help="detect and classify every N-th frame, carry the tracks in between (default 1)")
+    p.add_argument("--detect-scale", type=float, default=1.0,
+                   help="shrink frames by this factor in (0, 1] for the detector only (default 1)")
+    p.add_argument("--min-iou", type=float, default=0.3,
+                   help="smallest box overlap (IoU) that continues a track (default 0.3)")
+    p.add_argument("--max-missed", type=int, default=5,
+                   help="frames a track may go undetected before it ends (default 5)")
+    p.add_argument("--alpha", type=float, default=0.3,
+                   help="smoothing: weight of the newest probabilities per frame, 1 = none (default 0.3)")
+    p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
+    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="fraction of the face box added on each side (default 0.1)")
+    p.add_argument("--fourcc", help="codec of --out (default: mp4v for .mp4/.m4v/.mov, MJPG for .avi/.mkv)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_video(args) -> int:
+    from .recognize import Recognizer
+    from .video import StreamRecognizer, analyze_video, format_summary
+
+    stream = StreamRecognizer(Recognizer(args.model, detector=args.detector, margin=args.margin,
+                                         threads=args.threads),
+                              stride=args.stride, detect_scale=args.detect_scale, min_iou=args.min_iou,
+                              max_missed=args.max_missed, alpha=args.alpha)
+    report = analyze_video(args.input, stream, out=args.out, csv_path=args.csv, json_path=args.json,
+                           plot=args.plot, fourcc=args.fourcc, progress=not args.no_progress)
+    print(format_summary(report.summary, Path(args.input).name))
+    print(f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)")
+    for path in report.written:
+        print(f"wrote {path}")
+    if report.error:
+        print(f"ferkit video: {report.error}; results up to there written", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics and figures of a model on one split",
                        description="Accuracy, macro F1, per-class report, top-k accuracy, confusion "
@@ -132,6 +187,8 @@ def _add_evaluate(sub) -> None:
                    help="test = PrivateTest (report), val = PublicTest (choose); default test")
     p.add_argument("--classes", help="class set of the data (default: the model's)")
     p.add_argument("--out", default="runs/evaluate", help="folder for metrics.json and PNGs")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the model's histogram-equalisation setting")
     p.add_argument("--record", action="store_true",
                    help="store the headline figures in the ONNX model's .json metadata")
 
@@ -139,7 +196,8 @@ def _add_evaluate(sub) -> None:
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate, format_summary
 
-    metrics = evaluate(args.model, args.data, split=args.split, out=args.out, classes=args.classes)
+    metrics = evaluate(args.model, args.data, split=args.split, out=args.out, classes=args.classes,
+                       equalize=args.equalize)
     print(format_summary(metrics))
     if args.record:
         from .evaluate import record_metrics
@@ -149,17 +207,57 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_explore(sub) -> None:
+    p = sub.add_parser("explore", help="class balance, sample faces, pixel statistics and a data check "
+                                      "(needs matplotlib)",
+                       description="Figures of a dataset (class distribution, sample faces, pixel "
+                                   "statistics) and a data-quality check: exact and pHash "
+                                   "duplicates within and across splits, conflicting labels, blank "
+                                   "faces. Writes PNGs, duplicates.csv and summary.json into --out.")
+    p.add_argument("data", metavar="DATA", help="FER2013 CSV file or image-folder root")
+    p.add_argument("--classes", default="all",
+                   help="all | 6 | comma-separated emotions, e.g. happy,sad,neutral (default all)")
+    p.add_argument("--out", default="runs/explore",
+                   help="folder for the figures and summary.json (default runs/explore)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample faces (default 0)")
+    p.add_argument("--blank-std", type=float, default=3.0,
+                   help="faces with pixel std below this (grey levels) are blank (default 3)")
+    p.add_argument("--face-check", action="store_true",
+                   help="also count faces where the Haar detector finds no face (about 10 ms a face)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out malformed rows / unreadable images instead of failing")
+
+
+def _cmd_explore(args) -> int:
+    import time
+
+    from .explore import explore, format_summary
+
+    start = time.perf_counter()
+    summary = explore(args.data, args.out, args.classes, seed=args.seed, blank_std=args.blank_std,
+                      face_check=args.face_check, on_error="skip" if args.skip_bad else "raise")
+    print(format_summary(summary))
+    print(f"figures, duplicates.csv and summary.json written to {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch axis)")
     p.add_argument("checkpoint", help="ferkit .pt checkpoint")
     p.add_argument("--out", required=True, help="path of the .onnx file (metadata .json beside it)")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the checkpoint's histogram-equalisation setting (choose on val)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average each face's logits with its mirror image's (twice the cost)")
 
 
 def _cmd_export(args) -> int:
     from .export import export_onnx
 
-    meta = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    meta = export_onnx(args.checkpoint, args.out, opset=args.opset, equalize=args.equalize,
+                       flip_tta=args.flip_tta)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}: {meta['parameters']:,} parameters, "
           f"ONNX Runtime vs PyTorch max |d probs| {meta['parity']['max_abs_diff_probs']:.2e}")
     return 0
@@ -183,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_predict(sub)
+    _add_video(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_explore(sub)
     _add_export(sub)
     _add_models(sub)
     return parser

@@ -13,13 +13,16 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def draw_faces(image: np.ndarray, faces, thickness: int | None = None) -> np.ndarray:
+def draw_faces(image: np.ndarray, faces, thickness: int | None = None,
+               texts: list[str] | None = None) -> np.ndarray:
     """Draw each face's box and ``label score`` on a copy of the image.
 
     Args:
         image: (H, W, 3) uint8 BGR or (H, W) uint8 gray.
         faces: :class:`~ferkit.recognize.Face` objects (``box``, ``label``, ``score``).
         thickness: box line width in pixels; default scales with the image size.
+        texts: one caption per face instead of ``label score`` (e.g. with a track id);
+            the box colour still follows the face's label.
 
     Returns:
         (H, W, 3) uint8 BGR annotated copy; the input is left unchanged.
@@ -27,11 +30,14 @@ def draw_faces(image: np.ndarray, faces, thickness: int | None = None) -> np.nda
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     t = thickness or max(1, round(max(out.shape[:2]) / 400))
     font_scale = max(0.4, max(out.shape[:2]) / 1000)
-    for face in faces:
+    faces = list(faces)
+    if texts is not None and len(texts) != len(faces):
+        raise ValueError(f"expected one text per face, got {len(texts)} texts for {len(faces)} faces")
+    for i, face in enumerate(faces):
         x, y, w, h = face.box
         color = COLORS.get(face.label, (0, 255, 0))
         cv2.rectangle(out, (x, y), (x + w, y + h), color, t)
-        text = f"{face.label} {face.score:.2f}"
+        text = texts[i] if texts is not None else f"{face.label} {face.score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, t)
         ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
         cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), color, cv2.FILLED)

@@ -15,6 +15,10 @@ class ImageReadError(FerkitError):
     """An image file is missing, unreadable, corrupt or not an image."""
 
 
+class VideoReadError(FerkitError):
+    """A video file is missing, or OpenCV cannot open it or decode a single frame of it."""
+
+
 class DataError(FerkitError):
     """A dataset has malformed rows or files.
 

@@ -66,3 +66,39 @@ def plot_roc(roc: dict, path: Path, title: str) -> Path:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_timeline(series: dict[int, tuple[np.ndarray, np.ndarray]], class_names, path: Path,
+                  title: str, colors: dict[str, tuple[int, int, int]] | None = None,
+                  max_tracks: int = 8) -> Path:
+    """Emotion probabilities over time, one panel per face track.
+
+    Args:
+        series: ``{track_id: (times, probs)}``: times (T,) in seconds, probs (T, C) in [0, 1].
+        class_names: the C emotion names, in the column order of probs.
+        path: the PNG to write.
+        title: figure title.
+        colors: ``{emotion: (B, G, R)}`` 0-255 line colours (as in :mod:`ferkit.draw`).
+        max_tracks: at most this many panels: the tracks with the most frames, in id order.
+    """
+    shown = sorted(sorted(series, key=lambda k: -len(series[k][0]))[:max_tracks])
+    if len(shown) < len(series):
+        title += f" ({len(shown)} longest of {len(series)} tracks)"
+    fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(10, 1.0 + 2.0 * max(1, len(shown))),
+                             sharex=True, squeeze=False)
+    for ax, track_id in zip(axes[:, 0], shown):
+        times, probs = series[track_id]
+        for k, name in enumerate(class_names):
+            bgr = (colors or {}).get(name)
+            color = None if bgr is None else tuple(c / 255 for c in bgr[::-1])
+            ax.plot(times, probs[:, k], ".-", ms=2, lw=1, label=name, color=color)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"track {track_id}")
+        ax.grid(alpha=0.3)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("time (s)")
+    if shown:
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return _save(fig, path)
