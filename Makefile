@@ -33,13 +33,14 @@ test: $(VENV)/.test
 
 install: $(VENV)/.test
 
-## train: train the bundled model's recipe on FER2013 (resumes an interrupted run)
+## train: both stages of the bundled model's recipe on FER2013 (stage 1 resumes if interrupted)
 train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
 
-## bundle: export the best checkpoint of `make train` as the bundled model and record its figures
+## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/default/best.pt --out src/ferkit/weights/default.onnx
+	$(BIN)/ferkit export runs/default-ft/best.pt --out src/ferkit/weights/default.onnx --flip-tta
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 

@@ -57,6 +57,8 @@ class TrainConfig:
         equalize: histogram-equalise every face (train faces once at load; val, test and
             photo crops through :func:`ferkit.preprocess.prepare_faces`), recorded in the
             model's preprocessing.
+        init: start from the weights of this ferkit checkpoint (same model and classes;
+            e.g. a second, low-LR stage with lighter augmentation) instead of random ones.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -85,6 +87,7 @@ class TrainConfig:
     flip: bool = True
     erase: float = 0.0
     equalize: bool = False
+    init: str = ""
     seed: int = 0
     threads: int = 0
     skip_bad: bool = False
@@ -220,6 +223,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
     model = create_model(cfg.model, num_classes=len(data.class_names), in_chans=1,
                          input_size=pre.input_size, **cfg.model_args)
+    if cfg.init:
+        _init_from(model, cfg, data.class_names)
     model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
@@ -302,6 +307,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         print(f"early stop: no better val accuracy in {cfg.patience} epochs")
     print(f"best val accuracy {best_acc:.4f}: {best_path}")
     return best_path
+
+
+def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
+    """Load the weights of checkpoint ``cfg.init`` into ``model``.
+
+    Raises:
+        ValueError: the checkpoint is of another model or class set.
+    """
+    state = torch.load(cfg.init, map_location="cpu", weights_only=False)
+    if state.get("model") != cfg.model or list(state.get("class_names", [])) != list(class_names):
+        raise ValueError(f"--init {cfg.init}: a {state.get('model')} checkpoint for classes "
+                         f"{state.get('class_names')}, but this run trains {cfg.model} for {list(class_names)}")
+    model.load_state_dict(state["state_dict"])
+    print(f"initialised from {cfg.init} (epoch {state.get('epoch')}, val accuracy {state.get('val_acc', 0):.4f})")
 
 
 def write_history(out: Path, history: list[dict]) -> None:
