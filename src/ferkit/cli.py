@@ -62,16 +62,21 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _add_recognizer_options(p) -> None:
+    """The options of a :class:`~ferkit.recognize.Recognizer`, shared by predict, demo and video."""
+    p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
+    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="fraction of the face box added on each side (default 0.1)")
+
+
 def _add_predict(sub) -> None:
     for name, help_ in (("predict", "emotions of every face in images (JSON on stdout)"),
                         ("demo", "run predict on a real photo shipped with matplotlib")):
         p = sub.add_parser(name, help=help_, description=help_ + ".")
         if name == "predict":
             p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-        p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
-        p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
-        p.add_argument("--margin", type=float, default=0.1,
-                       help="fraction of the face box added on each side (default 0.1)")
+        _add_recognizer_options(p)
         p.add_argument("--annotate", metavar="DIR",
                        help="write a copy of each image with boxes and labels into DIR")
         p.add_argument("--compact", action="store_true", help="one-line JSON")
@@ -149,10 +154,7 @@ def _add_video(sub) -> None:
                    help="frames a track may go undetected before it ends (default 5)")
     p.add_argument("--alpha", type=float, default=0.3,
                    help="smoothing: weight of the newest probabilities per frame, 1 = none (default 0.3)")
-    p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
-    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
-    p.add_argument("--margin", type=float, default=0.1,
-                   help="fraction of the face box added on each side (default 0.1)")
+    _add_recognizer_options(p)
     p.add_argument("--fourcc", help="codec of --out (default: mp4v for .mp4/.m4v/.mov, MJPG for .avi/.mkv)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
