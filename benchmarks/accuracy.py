@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 
 from ferkit.classifier import OnnxClassifier, default_model_path
 from ferkit.data import load_fer2013

@@ -1,7 +1,6 @@
 """Checks on the real FER2013 beside the project; skipped with a reason when it is absent."""
 
 import numpy as np
-import pytest
 
 from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013

@@ -1,7 +1,6 @@
 """Recognition with the bundled model on a real photo, the Python API and the CLI."""
 
 import json
-import os
 import subprocess
 import sys
 
