@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test install train bundle evaluate benchmark clean
+.PHONY: demo test browser install train bundle evaluate benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(VENV)/.demo
 ## test: install the test dependencies and run the whole suite
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
+
+## browser: Debian's Chromium for the browser tests (root; they skip without it, unless FERKIT_REQUIRE_BROWSER=1)
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 install: $(VENV)/.test
 
