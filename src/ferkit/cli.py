@@ -1,6 +1,6 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
-Commands: ``predict``, ``demo``, ``video``, ``train``, ``evaluate``, ``explore``, ``export``,
+Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``, ``export``,
 ``models``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
@@ -180,6 +180,97 @@ def _cmd_video(args) -> int:
     return 0
 
 
+def _add_webcam(sub) -> None:
+    p = sub.add_parser("webcam", help="live window with the emotions of the faces in front of a camera",
+                       description="Show a camera (or a video file) live with each face's box, track id, "
+                                   "emotion and score, and the frames per second; q or Esc quits. The "
+                                   "window needs a display and an OpenCV with GUI support (pip install "
+                                   "opencv-python); --no-window runs without one and records with --out/--csv.")
+    p.add_argument("--camera", default="0", help="camera number or a video file (default 0)")
+    p.add_argument("--no-window", action="store_true", help="no window: only record (--out, --csv, --json)")
+    p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, ...)")
+    p.add_argument("--csv", metavar="CSV", help="timeline: one row per face per frame")
+    p.add_argument("--json", metavar="JSON", help="the same rows with settings and the summary")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--stride", type=int, default=1, help="detect and classify every N-th frame (default 1)")
+    p.add_argument("--detect-scale", type=float, default=1.0,
+                   help="shrink frames by this factor in (0, 1] for the detector only (default 1)")
+    p.add_argument("--alpha", type=float, default=0.3,
+                   help="smoothing: weight of the newest probabilities per frame, 1 = none (default 0.3)")
+    _add_recognizer_options(p)
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+
+
+def _cmd_webcam(args) -> int:
+    from .recognize import Recognizer
+    from .video import StreamRecognizer, format_summary
+    from .webcam import check_window_support, run_webcam
+
+    if not args.no_window:
+        check_window_support()  # before the model loads: fail fast
+    stream = StreamRecognizer(Recognizer(args.model, detector=args.detector, margin=args.margin,
+                                         threads=args.threads),
+                              stride=args.stride, detect_scale=args.detect_scale, alpha=args.alpha)
+    report = run_webcam(args.camera, stream, window=not args.no_window, out=args.out, csv_path=args.csv,
+                        json_path=args.json, max_frames=args.max_frames)
+    print(format_summary(report.summary, report.path))
+    print(f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)")
+    for path in report.written:
+        print(f"wrote {path}")
+    if report.error:
+        print(f"ferkit webcam: {report.error}; results up to there written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="web app: HTTP API, WebSocket stream and a live camera page "
+                                    "(needs ferkit[serve])",
+                       description="Serve POST /v1/predict, the WebSocket /v1/stream, GET /health, the "
+                                   "OpenAPI docs and a page at / that streams the browser's camera. "
+                                   "Browsers give the camera only to https pages and to localhost: for "
+                                   "a phone on the LAN use --host 0.0.0.0 with --ssl-certfile/--ssl-keyfile.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest image accepted, in MB (10^6 bytes; default 10); larger get 413")
+    _add_recognizer_options(p)
+    p.add_argument("--alpha", type=float, default=0.3,
+                   help="live stream smoothing: weight of the newest probabilities per frame (default 0.3)")
+    p.add_argument("--ssl-certfile", help="PEM certificate for https")
+    p.add_argument("--ssl-keyfile", help="PEM private key for https")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _cmd_serve(args) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise FerkitError("the web app needs FastAPI and uvicorn: pip install 'ferkit[serve]'") from None
+    from .recognize import Recognizer
+    from .serve import create_app, serve
+
+    if args.max_upload_mb <= 0:
+        raise FerkitError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise FerkitError("https needs both --ssl-certfile and --ssl-keyfile")
+    for option in ("ssl_certfile", "ssl_keyfile"):
+        path = getattr(args, option)
+        if path and not Path(path).is_file():
+            raise FerkitError(f"--{option.replace('_', '-')} {path}: no such file")
+    app = create_app(Recognizer(args.model, detector=args.detector, margin=args.margin),
+                     max_upload_bytes=int(args.max_upload_mb * 1_000_000), alpha=args.alpha)
+    scheme = "https" if args.ssl_certfile else "http"
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
+    print(f"ferkit serve: open {scheme}://{shown}:{args.port}/ (API docs at /docs); Ctrl-C stops", flush=True)
+    if scheme == "http" and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("ferkit serve: note: other devices get the camera only over https "
+              "(--ssl-certfile/--ssl-keyfile); the photo upload works either way", file=sys.stderr)
+    serve(app, args.host, args.port, args.ssl_certfile, args.ssl_keyfile, log_level=args.log_level)
+    return 0
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics and figures of a model on one split",
                        description="Accuracy, macro F1, per-class report, top-k accuracy, confusion "
@@ -285,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_predict(sub)
     _add_video(sub)
+    _add_webcam(sub)
+    _add_serve(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_explore(sub)

@@ -1,0 +1,343 @@
+"""The web app: an HTTP API and a browser page over :class:`~ferkit.recognize.Recognizer`.
+
+``create_app()`` builds a FastAPI application (``pip install 'ferkit[serve]'``):
+
+* ``POST /v1/predict``: one uploaded image (a multipart form field ``file``, or the raw
+  image as the request body) -> the JSON of ``ferkit predict`` for it.
+* ``WS /v1/stream``: live frames. The client sends each frame as a binary message (JPEG or
+  PNG bytes); the server answers with JSON holding the tracked faces (see
+  :func:`stream_message`). Each connection has its own face tracker
+  (:class:`~ferkit.video.StreamRecognizer`: IoU tracks, smoothed probabilities).
+* ``GET /health``: status, version, model and class names, upload limit.
+* ``GET /``: the page that streams the user's camera to ``/v1/stream`` and draws the
+  results, and uploads single photos to ``/v1/predict`` (static files shipped in
+  ``ferkit/web/``, no CDN, no build step).
+* ``GET /openapi.json`` and ``GET /docs`` (FastAPI's Swagger UI, which loads its script
+  and style from a CDN: online only).
+
+Safety: no request names a file or URL that the server opens (the page's three files are
+read once, at start-up, from the package); request bodies are counted as they arrive and
+refused with 413 as soon as they pass the limit (``Content-Length`` is checked first);
+inputs that are not images get a 4xx JSON error ``{"detail": ...}`` naming the problem.
+Decoding and inference run in worker threads, one inference at a time (the model already
+uses every core), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from importlib import resources
+from typing import Any
+
+from . import __version__
+from .errors import FerkitError, ImageReadError
+from .images import decode_image
+from .recognize import ImageResult, Recognizer
+
+try:
+    from fastapi import FastAPI, Request, WebSocket
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+    from starlette.websockets import WebSocketDisconnect, WebSocketState
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise FerkitError("the web app needs FastAPI and uvicorn: pip install 'ferkit[serve]'") from exc
+
+#: Default largest image accepted by POST /v1/predict and per WebSocket frame, in bytes.
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+#: Bytes a multipart body may hold beyond the image itself (boundaries, part headers).
+FORM_OVERHEAD_BYTES = 16 * 1024
+
+#: Media types (besides ``image/*``) accepted as an image upload; the bytes decide.
+_GENERIC_TYPES = ("application/octet-stream", "")
+
+#: The page's files, served from fixed routes: route -> (file in ferkit/web, media type).
+_PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+               "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+               "/style.css": ("style.css", "text/css; charset=utf-8")}
+
+
+class BodyTooLarge(Exception):
+    """A request body passed the app's limit (answered with 413)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"request body larger than the limit of {limit:,} bytes")
+        self.limit = limit
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse HTTP request bodies above ``limit`` bytes.
+
+    A ``Content-Length`` above the limit is answered with 413 before the body is read;
+    otherwise the body's chunks are counted as the app reads them, and
+    :class:`BodyTooLarge` is raised (answered with 413) the moment the count passes the
+    limit, so no handler ever holds more than ``limit`` bytes of a body.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return await JSONResponse({"detail": f"invalid Content-Length header {length[:40]!r}"},
+                                          400)(scope, receive, send)
+            if n > self.limit:
+                return await JSONResponse({"detail": f"request body of {n:,} bytes is larger than the "
+                                                     f"limit of {self.limit:,} bytes"},
+                                          413, headers={"Connection": "close"})(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def stream_message(frame: int, width: int, height: int, faces: list, server_ms: float, dropped: int) -> dict:
+    """The JSON answer to one WebSocket frame.
+
+    Keys: ``type`` (``"faces"``), ``frame`` (1-based count of the frames this connection
+    has sent, including dropped ones), ``width``/``height`` (the frame's pixels: boxes are
+    in these), ``faces`` (per face: ``track_id``, ``box`` (x, y, w, h), ``label``, ``score``,
+    ``probs`` (smoothed over the track), ``detector_confidence``, ``detected``),
+    ``server_ms`` (decode + inference time of this frame, ms), ``dropped`` (frames skipped
+    so far because a newer one had arrived).
+    """
+    return {"type": "faces", "frame": frame, "width": width, "height": height,
+            "faces": [f.to_dict() for f in faces], "server_ms": round(server_ms, 2), "dropped": dropped}
+
+
+class _Latest:
+    """A one-slot mailbox: ``put`` replaces what has not been taken yet (counted as
+    dropped), so the consumer always gets the newest message and no backlog builds up."""
+
+    def __init__(self):
+        self.item: Any = None
+        self.closed = False
+        self.dropped = 0
+        self.received = 0
+        self._event = asyncio.Event()
+
+    def put(self, item) -> None:
+        if self.item is not None:
+            self.dropped += 1
+        self.item = item
+        self.received += 1
+        self._event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._event.set()
+
+    async def get(self):
+        """The newest ``(index, message)``; ``None`` once closed."""
+        while self.item is None and not self.closed:
+            self._event.clear()
+            await self._event.wait()
+        if self.item is None:
+            return None
+        item, self.item = self.item, None
+        return item
+
+
+def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               *, alpha: float = 0.3, max_missed: int = 5) -> FastAPI:
+    """The ferkit web app (FastAPI; run it with uvicorn, or ``ferkit serve``).
+
+    Args:
+        recognizer: detector + classifier shared by every request and connection;
+            ``None`` for ``Recognizer()`` (bundled model, Haar detector).
+        max_upload_bytes: largest image, in bytes, for ``POST /v1/predict`` (a multipart
+            body may add :data:`FORM_OVERHEAD_BYTES`) and for one WebSocket frame; bigger
+            ones get 413 (HTTP) or an error message (WebSocket).
+        alpha: per-frame smoothing weight of each WebSocket track's probabilities, in
+            (0, 1] (see :class:`~ferkit.video.StreamRecognizer`).
+        max_missed: frames a WebSocket track may go undetected before it ends.
+
+    Returns:
+        The application; ``app.state.recognizer`` and ``app.state.max_upload_bytes`` hold
+        the settings.
+
+    Raises:
+        ValueError: ``max_upload_bytes`` < 1.
+    """
+    from .video import StreamRecognizer
+
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+    rec = recognizer if recognizer is not None else Recognizer()
+    StreamRecognizer(rec, alpha=alpha, max_missed=max_missed)  # bad settings fail here, not per connection
+    lock = threading.Lock()  # one inference at a time: ONNX Runtime already uses every core
+    page = {route: (resources.files("ferkit").joinpath("web", name).read_bytes(), media)
+            for route, (name, media) in _PAGE_FILES.items()}
+    model_meta = rec.classifier.meta
+
+    app = FastAPI(title="ferkit", version=__version__,
+                  description="Facial expression recognition: the emotions of every face in an image "
+                              "or a live stream of frames. The page at / streams your camera.")
+    app.state.recognizer, app.state.max_upload_bytes = rec, max_upload_bytes
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD_BYTES)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge):
+        return JSONResponse({"detail": f"upload larger than the limit of {max_upload_bytes:,} bytes"}, 413,
+                            headers={"Connection": "close"})
+
+    def _recognize(data: bytes, name: str):
+        image = decode_image(data, name=name)
+        with lock:
+            return rec.predict(image)
+
+    for route, (body, media) in page.items():
+        def serve_file(body=body, media=media) -> Response:
+            return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
+        app.add_api_route(route, serve_file, methods=["GET"], include_in_schema=False)
+
+    @app.get("/health", summary="Status, model and limits")
+    async def health() -> dict:
+        """Status, ferkit version, the model (name, file, class names) and the upload limit."""
+        return {"status": "ok", "version": __version__,
+                "model": {"name": model_meta.get("model"), "file": rec.classifier.path.name,
+                          "input_size": rec.classifier.preprocessing.input_size},
+                "class_names": list(rec.class_names), "detector": type(rec.detector).__name__,
+                "max_upload_bytes": max_upload_bytes}
+
+    upload_doc = {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "the image (JPEG, PNG, BMP, TIFF, WebP, ...)"}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+    error_doc = {"content": {"application/json": {"example": {"detail": "what is wrong"}}}}
+
+    @app.post("/v1/predict", summary="Emotions of every face in one image", openapi_extra=upload_doc,
+              responses={413: {"description": "image larger than the limit", **error_doc},
+                         415: {"description": "not an image type", **error_doc},
+                         422: {"description": "not an image, or corrupt", **error_doc}})
+    async def predict(request: Request):
+        """The image as a multipart form field ``file`` or as the raw body (``image/*`` or
+        ``application/octet-stream``). Answers the JSON of ``ferkit predict`` for one
+        image: ``{"image": name, "faces": [{"box": [x, y, w, h], "label", "score", "probs",
+        "detector_confidence"}, ...]}``, largest face first; ``"faces": []`` and
+        ``"message": "no face found"`` when there is none."""
+        mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=8) as form:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    return _error(422, "expected the image as a file in the form field 'file'")
+                name = (upload.filename or "upload")[:200]
+                part = (upload.content_type or "").split(";")[0].strip().lower()
+                data = await upload.read()
+        elif mime.startswith("image/") or mime in _GENERIC_TYPES:
+            name, part = "upload", mime
+            data = b"".join([chunk async for chunk in request.stream()])
+        else:
+            return _error(415, f"expected multipart/form-data with a 'file' field, or an image body "
+                               f"(image/*), got Content-Type {mime!r}")
+        if not (part.startswith("image/") or part in _GENERIC_TYPES):
+            return _error(415, f"{name}: expected an image (image/jpeg, image/png, ...), got {part}")
+        if len(data) > max_upload_bytes:
+            return _error(413, f"{name}: {len(data):,} bytes is larger than the limit of "
+                               f"{max_upload_bytes:,} bytes")
+        try:
+            faces = await run_in_threadpool(_recognize, data, name)
+        except ImageReadError as exc:
+            return _error(422, str(exc))
+        return ImageResult(name, faces).to_dict()
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket):
+        """Live frames: send JPEG/PNG bytes as binary messages, get one JSON answer per frame
+        processed (:func:`stream_message`), or ``{"type": "error", "detail": ...}`` for a
+        frame that cannot be used (the connection stays open). When frames arrive faster
+        than they are processed, only the newest waiting one is processed."""
+        await websocket.accept()
+        tracker = StreamRecognizer(rec, alpha=alpha, max_missed=max_missed)
+        mailbox = _Latest()
+
+        async def receive_loop():
+            try:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    mailbox.put((mailbox.received + 1, message))
+            except Exception:  # a broken connection ends this client only
+                pass
+            finally:
+                mailbox.close()
+
+        def process(data: bytes, index: int):
+            start = time.perf_counter()
+            image = decode_image(data, name=f"frame {index}")
+            with lock:
+                faces = tracker.process(image)
+            return image.shape[1], image.shape[0], faces, (time.perf_counter() - start) * 1000
+
+        receiver = asyncio.create_task(receive_loop())
+        try:
+            while (item := await mailbox.get()) is not None:
+                index, message = item
+                data = message.get("bytes")
+                if data is None:
+                    answer = {"type": "error", "frame": index,
+                              "detail": "expected a binary message holding a JPEG or PNG frame, got text"}
+                elif len(data) > max_upload_bytes:
+                    answer = {"type": "error", "frame": index,
+                              "detail": f"frame {index}: {len(data):,} bytes is larger than the limit of "
+                                        f"{max_upload_bytes:,} bytes"}
+                else:
+                    try:
+                        width, height, faces, ms = await run_in_threadpool(process, data, index)
+                        answer = stream_message(index, width, height, faces, ms, mailbox.dropped)
+                    except ImageReadError as exc:
+                        answer = {"type": "error", "frame": index, "detail": str(exc)}
+                await websocket.send_json(answer)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client went away mid-answer; nothing else is affected
+        finally:
+            receiver.cancel()
+            if websocket.client_state == WebSocketState.CONNECTED:
+                try:
+                    await websocket.close()
+                except Exception:
+                    pass
+
+    return app
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None, log_level: str = "info") -> None:
+    """Run ``app`` with uvicorn until Ctrl-C.
+
+    Args:
+        app: from :func:`create_app`.
+        host: address to listen on (``0.0.0.0``: every interface, e.g. for a phone on the LAN).
+        port: TCP port.
+        ssl_certfile, ssl_keyfile: PEM certificate and key for https (browsers give the
+            camera only to https pages and to localhost).
+        log_level: uvicorn's log level.
+    """
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                ws_max_size=app.state.max_upload_bytes + 1024, log_level=log_level)
