@@ -177,6 +177,8 @@ async function uploadPhoto(event) {
   const file = $("file").files[0];
   const canvas = $("photo-canvas");
   listFaces($("photo-faces"), []);
+  canvas.hidden = true;  // no stale result beside a new message
+  delete $("photo").dataset.state;
   if (!file) { showMessage("upload-message", "Choose a photo first."); return; }
   if (file.size > maxUploadBytes) {
     showMessage("upload-message", `${file.name} is ${(file.size / 1e6).toFixed(1)} MB; the server takes ` +
