@@ -221,3 +221,18 @@ def test_create_app_rejects_bad_settings():
         create_app(rec, max_upload_bytes=0)
     with pytest.raises(ValueError, match="alpha"):
         create_app(rec, alpha=0)
+
+
+def test_huge_pixel_counts_are_refused_before_decoding(server):
+    from ferkit.serve import MAX_IMAGE_PIXELS, header_size
+
+    big = np.zeros((8000, 8000), np.uint8)  # 64 Mpixel, 62 kB as PNG
+    for ext in (".png", ".jpg"):
+        ok, buf = cv2.imencode(ext, big)
+        assert ok and header_size(buf.tobytes()) == (8000, 8000)
+        if len(buf) > MAX_UPLOAD:
+            continue
+        r = httpx.post(f"{server}/v1/predict", files={"file": (f"bomb{ext}", buf.tobytes(), "image/png")})
+        assert r.status_code == 422 and f"{MAX_IMAGE_PIXELS:,} pixels" in r.json()["detail"]
+    assert header_size(demo_image_path().read_bytes()) == (512, 600)
+    assert header_size(b"GIF89a...") is None

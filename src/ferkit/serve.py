@@ -17,7 +17,9 @@
 
 Safety: no request names a file or URL that the server opens (the page's three files are
 read once, at start-up, from the package); request bodies are counted as they arrive and
-refused with 413 as soon as they pass the limit (``Content-Length`` is checked first);
+refused with 413 as soon as they pass the limit (``Content-Length`` is checked first); PNG
+and JPEG headers announcing more than :data:`MAX_IMAGE_PIXELS` pixels are refused (422)
+before decoding;
 inputs that are not images get a 4xx JSON error ``{"detail": ...}`` naming the problem.
 Decoding and inference run in worker threads, one inference at a time (the model already
 uses every core), never on the event loop.
@@ -45,7 +47,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise FerkitError("the web app needs FastAPI and uvicorn: pip install 'ferkit[serve]'") from exc
 
 #: Default largest image accepted by POST /v1/predict and per WebSocket frame, in bytes.
-DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
+
+#: Largest image accepted, in pixels (width * height), checked in PNG and JPEG headers before
+#: decoding: a small, highly compressed file must not make the server allocate gigabytes.
+MAX_IMAGE_PIXELS = 50_000_000
 
 #: Bytes a multipart body may hold beyond the image itself (boundaries, part headers).
 FORM_OVERHEAD_BYTES = 16 * 1024
@@ -105,6 +111,39 @@ class _BodyLimit:
             return message
 
         return await self.app(scope, counted, send)
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) in pixels from a PNG or JPEG header, without decoding; ``None`` for
+    other formats or a header that cannot be read (the decoder then decides)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):  # JPEG markers up to the first start-of-frame (SOF0-SOF15 but DHT, JPG, DAC)
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def check_pixels(data: bytes, name: str) -> None:
+    """Raise :class:`~ferkit.errors.ImageReadError` when a PNG/JPEG header announces more than
+    :data:`MAX_IMAGE_PIXELS` pixels."""
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageReadError(f"{name}: {size[0]}x{size[1]} pixels is larger than the limit of "
+                             f"{MAX_IMAGE_PIXELS:,} pixels")
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -202,6 +241,7 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
                             headers={"Connection": "close"})
 
     def _recognize(data: bytes, name: str):
+        check_pixels(data, name)
         image = decode_image(data, name=name)
         with lock:
             return rec.predict(image)
@@ -288,6 +328,7 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
 
         def process(data: bytes, index: int):
             start = time.perf_counter()
+            check_pixels(data, f"frame {index}")
             image = decode_image(data, name=f"frame {index}")
             with lock:
                 faces = tracker.process(image)
