@@ -31,7 +31,7 @@ def live_server(app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=app.state.max_upload_bytes + 1024))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=app.state.ws_max_size))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -132,7 +132,10 @@ def test_health_openapi_and_page(server):
     schema = httpx.get(f"{server}/openapi.json").json()
     assert {"/v1/predict", "/health"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
-    assert httpx.get(f"{server}/docs").status_code == 200
+    docs = httpx.get(f"{server}/docs")
+    assert docs.status_code == 200 and "/docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert httpx.get(f"{server}/docs/swagger-ui-bundle.js").headers["content-type"].startswith("text/javascript")
+    assert httpx.get(f"{server}/docs/swagger-ui.css").status_code == 200
     page = httpx.get(f"{server}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "getUserMedia" in httpx.get(f"{server}/app.js").text
@@ -172,6 +175,9 @@ def test_stream_tracks_a_face_and_survives_garbage(server):
                 ws.send("a text message")
                 err = json.loads(ws.recv(timeout=30))
                 assert err["type"] == "error" and "binary" in err["detail"]
+                ws.send(frame + b"\x00" * MAX_UPLOAD)  # over the limit: refused, connection kept
+                err = json.loads(ws.recv(timeout=30))
+                assert err["type"] == "error" and f"limit of {MAX_UPLOAD:,} bytes" in err["detail"]
     assert all(a["type"] == "faces" and (a["width"], a["height"]) == (320, 240) for a in answers)
     assert all(len(a["faces"]) == 1 for a in answers)
     assert {a["faces"][0]["track_id"] for a in answers} == {1}

@@ -127,6 +127,11 @@ def test_upload_form_draws_the_result_and_reports_errors(server, tmp_path):
         page.screenshot(path=str(tmp_path / "upload.png"))
         assert [e for e in errors if "415" not in e] == []  # the browser logs the refused request itself
 
+        # The API docs render with no network beyond this server (Swagger UI served by the app).
+        docs, docs_errors = open_page(browser, server + "/docs")
+        docs.wait_for_selector("text=/v1/predict", timeout=TIMEOUT_MS)
+        assert docs.locator(".opblock").count() >= 2 and docs_errors == []
+
 
 def test_denied_camera_says_so_and_upload_still_works(server):
     with chromium(["--use-fake-device-for-media-stream", "--deny-permission-prompts"]) as browser:

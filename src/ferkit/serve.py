@@ -12,8 +12,9 @@
 * ``GET /``: the page that streams the user's camera to ``/v1/stream`` and draws the
   results, and uploads single photos to ``/v1/predict`` (static files shipped in
   ``ferkit/web/``, no CDN, no build step).
-* ``GET /openapi.json`` and ``GET /docs`` (FastAPI's Swagger UI, which loads its script
-  and style from a CDN: online only).
+* ``GET /openapi.json`` and ``GET /docs`` (Swagger UI; its script and style come from the
+  ``fastapi-offline`` package and are served by this app, so the docs work offline; without
+  that package they load from a CDN).
 
 Safety: no request names a file or URL that the server opens (the page's three files are
 read once, at start-up, from the package); request bodies are counted as they arrive and
@@ -229,10 +230,13 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
             for route, (name, media) in _PAGE_FILES.items()}
     model_meta = rec.classifier.meta
 
-    app = FastAPI(title="ferkit", version=__version__,
+    app = FastAPI(title="ferkit", version=__version__, docs_url=None, redoc_url=None,
                   description="Facial expression recognition: the emotions of every face in an image "
                               "or a live stream of frames. The page at / streams your camera.")
     app.state.recognizer, app.state.max_upload_bytes = rec, max_upload_bytes
+    # WebSocket messages up to twice the limit reach the app, which answers those above the
+    # limit with an error message; larger ones make the server close the connection (1009).
+    app.state.ws_max_size = 2 * max_upload_bytes + 1024
     app.add_middleware(_BodyLimit, limit=max_upload_bytes + FORM_OVERHEAD_BYTES)
 
     @app.exception_handler(BodyTooLarge)
@@ -250,6 +254,8 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         def serve_file(body=body, media=media) -> Response:
             return Response(body, media_type=media, headers={"Cache-Control": "no-cache"})
         app.add_api_route(route, serve_file, methods=["GET"], include_in_schema=False)
+
+    _add_docs(app)
 
     @app.get("/health", summary="Status, model and limits")
     async def health() -> dict:
@@ -366,6 +372,43 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
     return app
 
 
+def _add_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI, with its files from ``fastapi-offline`` when installed
+    (served from fixed routes, read on first use), else from FastAPI's default CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        import fastapi_offline
+    except ImportError:
+        assets = None
+    else:
+        folder = resources.files(fastapi_offline) / "static"
+        assets = {"swagger-ui-bundle.js": (folder / "swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+                  "swagger-ui.css": (folder / "swagger-ui.css", "text/css; charset=utf-8"),
+                  "favicon.png": (folder / "favicon.png", "image/png")}
+        if not all(path.is_file() for path, _ in assets.values()):
+            assets = None
+    if assets is None:
+        @app.get("/docs", include_in_schema=False)
+        async def docs_cdn():
+            return get_swagger_ui_html(openapi_url=app.openapi_url, title="ferkit API")
+        return
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="ferkit API",
+                                   swagger_js_url="/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/swagger-ui.css", swagger_favicon_url="/docs/favicon.png")
+
+    cache: dict[str, bytes] = {}
+    for name, (path, media) in assets.items():
+        def asset(name=name, path=path, media=media) -> Response:
+            if name not in cache:
+                cache[name] = path.read_bytes()
+            return Response(cache[name], media_type=media, headers={"Cache-Control": "max-age=86400"})
+        app.add_api_route(f"/docs/{name}", asset, methods=["GET"], include_in_schema=False)
+
+
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, ssl_certfile: str | None = None,
           ssl_keyfile: str | None = None, log_level: str = "info") -> None:
     """Run ``app`` with uvicorn until Ctrl-C.
@@ -381,4 +424,4 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, ssl_certfile:
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
-                ws_max_size=app.state.max_upload_bytes + 1024, log_level=log_level)
+                ws_max_size=app.state.ws_max_size, log_level=log_level)

@@ -589,7 +589,8 @@ class _Outputs:
             if json_path:
                 self.json_file = open(self._stage(json_path), "w")
                 head = {"video": str(reader.path), "fps": reader.fps,
-                        "timestamps": "frame / fps" if reader.fps else "decoder position (CAP_PROP_POS_MSEC)",
+                        "timestamps": getattr(reader, "timestamps", None)
+                        or ("frame / fps" if reader.fps else "decoder position (CAP_PROP_POS_MSEC)"),
                         "frame_count_announced": reader.frame_count, "width": reader.width,
                         "height": reader.height, "class_names": list(self.class_names),
                         "settings": stream.settings(),

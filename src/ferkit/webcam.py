@@ -74,6 +74,7 @@ class CameraReader:
         frame_count: always ``None`` (a camera has no end).
         width, height: frame size in pixels.
         error: ``None``, or why the camera stopped delivering frames.
+        timestamps: how timestamps are measured (for the JSON timeline's header).
 
     Raises:
         VideoReadError: the camera does not open or gives no first frame.
@@ -99,6 +100,7 @@ class CameraReader:
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if np.isfinite(fps) and fps > 0 else None
         self.frame_count = None
+        self.timestamps = "seconds since the first frame, wall clock"
         self.height, self.width = frame.shape[:2]
         self.frames_read = 0
         self.error: str | None = None
