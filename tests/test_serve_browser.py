@@ -129,7 +129,7 @@ def test_upload_form_draws_the_result_and_reports_errors(server, tmp_path):
 
         # The API docs render with no network beyond this server (Swagger UI served by the app).
         docs, docs_errors = open_page(browser, server + "/docs")
-        docs.wait_for_selector("text=/v1/predict", timeout=TIMEOUT_MS)
+        docs.wait_for_selector(".opblock-summary-path[data-path='/v1/predict']", timeout=TIMEOUT_MS)
         assert docs.locator(".opblock").count() >= 2 and docs_errors == []
 
 
