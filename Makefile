@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser install train bundle evaluate benchmark clean
+.PHONY: demo test browser serve install train bundle evaluate benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.test
 ## browser: Debian's Chromium for the browser tests (root; they skip without it, unless FERKIT_REQUIRE_BROWSER=1)
 browser:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+## serve: the web app on http://localhost:8000/ (live camera page, photo upload, API)
+serve: $(VENV)/.test
+	$(BIN)/ferkit serve
 
 install: $(VENV)/.test
 
