@@ -213,11 +213,12 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         max_missed: frames a WebSocket track may go undetected before it ends.
 
     Returns:
-        The application; ``app.state.recognizer`` and ``app.state.max_upload_bytes`` hold
-        the settings.
+        The application; ``app.state.recognizer``, ``app.state.max_upload_bytes`` and
+        ``app.state.ws_max_size`` (the largest WebSocket message to let the server pass on,
+        for uvicorn's ``ws_max_size``) hold the settings.
 
     Raises:
-        ValueError: ``max_upload_bytes`` < 1.
+        ValueError: ``max_upload_bytes`` < 1, or ``alpha`` / ``max_missed`` out of range.
     """
     from .video import StreamRecognizer
 
