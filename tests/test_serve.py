@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 
@@ -242,3 +243,43 @@ def test_huge_pixel_counts_are_refused_before_decoding(server):
         assert r.status_code == 422 and f"{MAX_IMAGE_PIXELS:,} pixels" in r.json()["detail"]
     assert header_size(demo_image_path().read_bytes()) == (512, 600)
     assert header_size(b"GIF89a...") is None
+
+
+def test_ferkit_serve_command_starts_and_answers(tmp_path):
+    import signal
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit.cli", "serve", "--port", str(port), "--max-upload-mb",
+                             "0.5", "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline, health = time.monotonic() + 60, None
+        while health is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert health["max_upload_bytes"] == 500_000
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert f"open http://localhost:{port}/" in out
+    assert "Traceback" not in err
+
+
+def test_ferkit_serve_option_errors(tmp_path, capsys, monkeypatch):
+    from ferkit.cli import main
+
+    assert main(["serve", "--ssl-certfile", str(tmp_path / "cert.pem")]) == 2
+    assert "needs both --ssl-certfile and --ssl-keyfile" in capsys.readouterr().err
+    assert main(["serve", "--ssl-certfile", str(tmp_path / "c.pem"), "--ssl-keyfile", str(tmp_path / "k.pem")]) == 2
+    assert "c.pem: no such file" in capsys.readouterr().err
+    assert main(["serve", "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb must be > 0" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the extra were not installed
+    assert main(["serve"]) == 2
+    assert "pip install 'ferkit[serve]'" in capsys.readouterr().err

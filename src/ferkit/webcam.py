@@ -23,8 +23,7 @@ import numpy as np
 
 from .draw import draw_faces
 from .errors import FerkitError, VideoReadError
-from .video import (StreamRecognizer, TimelineSummary, VideoReader, VideoReport, _check_outputs,
-                    _Outputs)
+from .video import StreamRecognizer, TimelineSummary, VideoReader, VideoReport, _check_outputs, _Outputs
 
 WINDOW_TITLE = "ferkit webcam (q or Esc quits)"
 
@@ -228,7 +227,8 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
             written = outputs.commit(result, error, f"{source.path}: emotion probabilities per face track")
             if window:
                 cv2.destroyAllWindows()
-    return VideoReport(str(source.path), source.fps, summary.frames, source.frame_count, result, written, elapsed, error)
+    return VideoReport(str(source.path), source.fps, summary.frames, source.frame_count, result, written, elapsed,
+                       error)
 
 
 __all__ = ["CameraReader", "check_window_support", "draw_fps", "gui_backend", "open_source",
