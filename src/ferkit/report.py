@@ -195,6 +195,7 @@ class Evaluation:
     test_targets: np.ndarray
     test_probs: np.ndarray
     seconds: float
+    inference_seconds: float
 
 
 def evaluate_subject(subject: Subject, data, n_boot: int = 1000, seed: int = 0, _cache: dict | None = None
@@ -219,7 +220,9 @@ def evaluate_subject(subject: Subject, data, n_boot: int = 1000, seed: int = 0, 
     if len(test.targets) == 0 or len(val.targets) == 0:
         raise FerkitError(f"{data}: the report needs a val and a test split; val has {len(val.targets)} "
                           f"faces, test {len(test.targets)}")
+    t0 = time.perf_counter()
     val_logits, test_logits = clf.predict_logits(val.images), clf.predict_logits(test.images)
+    inference = time.perf_counter() - t0
     model_t = float(getattr(clf, "temperature", 1.0))
     probs = apply_temperature(test_logits, model_t)  # what the model gives its users
     names = tuple(dataset.class_names)
@@ -237,7 +240,7 @@ def evaluate_subject(subject: Subject, data, n_boot: int = 1000, seed: int = 0, 
     calibration["ece_test_before"], calibration["ece_test_after"] = [r["ece"] for r in calibration["curves"].values()]
     return Evaluation(subject, names, metrics, bootstrap_ci(test.targets, probs, n_boot, seed),
                       precision_recall(test.targets, probs, names), guess_ranks(test.targets, probs, names),
-                      calibration, test.images, test.targets, probs, time.perf_counter() - start)
+                      calibration, test.images, test.targets, probs, time.perf_counter() - start, inference)
 
 
 class _Figures:
@@ -475,7 +478,8 @@ def build_report(model: str | os.PathLike | None, data: str | os.PathLike, out: 
     tmp.write_text(doc, encoding="utf-8")
     os.replace(tmp, out)
     figs.tmp.cleanup()
-    summary = {"out": str(out), "seconds": seconds, "metrics": _headline(m), "ci": main.ci,
+    summary = {"out": str(out), "seconds": seconds,
+               "inference_seconds": main.inference_seconds + (other.inference_seconds if other else 0.0), "metrics": _headline(m), "ci": main.ci,
                "calibration": {k: v for k, v in cal.items() if k != "curves"}, "ranks": main.ranks,
                "sections": [s[0] for s in sections]}
     if other is not None:
@@ -507,5 +511,6 @@ def format_summary(s: dict) -> str:
         o = s["compare"]["metrics"]
         lines.append(f"compared with {s['compare']['model']}: accuracy {_pct(o['accuracy'])}, "
                      f"macro F1 {o['macro_f1']:.4f}")
-    lines.append(f"wrote {s['out']} in {s['seconds']:.1f} s")
+    lines.append(f"wrote {s['out']} in {s['seconds']:.1f} s (of which {s['inference_seconds']:.1f} s classifying "
+                 f"the val and test faces)")
     return "\n".join(lines)
