@@ -119,3 +119,14 @@ def test_cli_explain_missing_image(tmp_path):
     r = subprocess.run([*FERKIT, "explain", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "nope.jpg" in r.stderr and "no such file" in r.stderr
+
+
+def test_without_torch_the_error_names_the_extra(monkeypatch):
+    from ferkit import explain
+    from ferkit.errors import FerkitError
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(FerkitError, match=r"ferkit\[train\]"):
+        explain.require_torch()
+    with pytest.raises(FerkitError, match=r"ferkit\[train\]"):
+        explain.torch_model_from_onnx(None)

@@ -23,8 +23,9 @@ def load_classifier(path: str | os.PathLike | None):
     ferkit ``.pt`` checkpoint, or ``None`` for the bundled default model.
 
     Returns:
-        An object with ``class_names``, ``preprocessing`` and ``predict_logits(faces)``
-        taking (N, S, S) uint8 faces and returning (N, C) float32 logits.
+        An object with ``class_names``, ``preprocessing``, ``temperature``,
+        ``predict_logits(faces)`` taking (N, S, S) uint8 faces and returning (N, C)
+        float32 logits, and ``predict_probs(faces)`` returning ``softmax(logits / T)``.
 
     Raises:
         ModelError: unknown file type, or a file that is not a ferkit model.

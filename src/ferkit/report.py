@@ -233,7 +233,7 @@ def evaluate_subject(subject: Subject, data, n_boot: int = 1000, seed: int = 0, 
                    "ece_val_before": expected_calibration_error(apply_temperature(val_logits, 1.0), val.targets),
                    "ece_val_after": expected_calibration_error(apply_temperature(val_logits, t_fit), val.targets),
                    "curves": {}}
-    for label, p in ((f"test, T = 1 (uncalibrated softmax)", raw), (f"test, T = {t_fit:.3f} (fitted on val)", scaled)):
+    for label, p in (("test, T = 1 (uncalibrated softmax)", raw), (f"test, T = {t_fit:.3f} (fitted on val)", scaled)):
         r = reliability(p, test.targets)
         r["ece"] = expected_calibration_error(p, test.targets)
         calibration["curves"][label] = r
