@@ -1,6 +1,7 @@
 """`ferkit report`: bootstrap figures against scikit-learn on every resample, guess ranks by
 hand, and the HTML report of a tiny run checked in a real headless Chromium."""
 
+import json
 import re
 import subprocess
 import sys
@@ -146,6 +147,26 @@ def test_report_in_headless_chromium(tiny_report):
     assert errors == []
     assert len(widths) == len(FIGURES) and min(widths) > 0
     assert ids == SECTIONS
+
+
+def test_cli_report_and_explain_with_a_checkpoint(tmp_path, tiny_csv):
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, checkpoint_meta("vgg_s", {}, EMOTIONS, Preprocessing()), create_model("vgg_s").eval())
+    out = tmp_path / "r" / "report.html"
+    r = subprocess.run([*FERKIT, "report", str(ckpt), "--data", str(tiny_csv), "--out", str(out),
+                        "--bootstrap", "20"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and f"wrote {out}" in r.stdout and "test (14 faces)" in r.stdout
+    assert '<section id="training">' not in out.read_text()  # a bare checkpoint has no history
+    from ferkit.recognize import demo_image_path
+
+    r = subprocess.run([*FERKIT, "explain", str(demo_image_path()), "--model", str(ckpt), "--out",
+                        str(tmp_path / "x"), "--compact"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert len(result["faces"]) == 1 and (tmp_path / "x" / "grace_hopper_gradcam.png").is_file()
+    assert abs(sum(result["faces"][0]["probs"].values()) - 1) < 1e-4
 
 
 def test_cli_report_errors(tmp_path, tiny_csv):
