@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train bundle evaluate benchmark clean
+.PHONY: demo test browser serve install train bundle evaluate benchmark report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,12 @@ train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
 
-## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures
+## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
 	$(BIN)/ferkit export runs/default-ft/best.pt --out src/ferkit/weights/default.onnx --flip-tta
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
+	$(BIN)/ferkit calibrate --data $(DATA)
 
 ## evaluate: the bundled model on PrivateTest (the README's headline figure)
 evaluate: $(VENV)/.test
@@ -59,6 +60,10 @@ evaluate: $(VENV)/.test
 ## benchmark: every bundled model on PrivateTest, as a table
 benchmark: $(VENV)/.test
 	$(BIN)/python benchmarks/accuracy.py --data $(DATA)
+
+## report: the HTML report of the bundled model (test metrics, calibration, Grad-CAM), timed
+report: $(VENV)/.test
+	$(BIN)/ferkit report --data $(DATA) --out runs/report/report.html --figures runs/report/figures
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

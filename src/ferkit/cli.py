@@ -1,7 +1,7 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
-Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``, ``export``,
-``models``.
+Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``,
+``export``, ``models``, ``report``, ``explain``, ``calibrate``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
 """
@@ -368,6 +368,77 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report of a model or run (needs ferkit[train])",
+                       description="Test metrics with bootstrap CIs, confusion matrices, ROC and PR curves, "
+                                   "training curves (run folders), misclassified faces, calibration "
+                                   "(ECE before/after temperature scaling fitted on val), Grad-CAM and "
+                                   "feature maps, and an optional side-by-side comparison, in one HTML "
+                                   "file with embedded images.")
+    p.add_argument("model", nargs="?", metavar="RUN_OR_MODEL",
+                   help="run folder (best.pt, history.csv), .onnx or .pt file (default: bundled model)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root")
+    p.add_argument("--out", default="runs/report/report.html", help="HTML file (default runs/report/report.html)")
+    p.add_argument("--compare", metavar="RUN_OR_MODEL", help="a second run or model shown side by side")
+    p.add_argument("--figures", metavar="DIR", help="also write every figure as a PNG into DIR")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the faces shown (default 0)")
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report, format_summary
+
+    if args.bootstrap < 1:
+        raise FerkitError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    print(format_summary(build_report(args.model, args.data, args.out, compare=args.compare,
+                                      n_boot=args.bootstrap, seed=args.seed, figures=args.figures)))
+    return 0
+
+
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM heat maps over the faces of a photo (needs ferkit[train])",
+                       description="Detect and classify the faces of a photo and write it with each "
+                                   "face's Grad-CAM heat map (Selvaraju et al., ICCV 2017) for the "
+                                   "predicted emotion; prints the faces' JSON.")
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("--model", help=".onnx model or .pt checkpoint (default: bundled model)")
+    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="fraction of the face box added on each side (default 0.1)")
+    p.add_argument("--out", default="runs/explain", help="folder for IMAGE_gradcam.png (default runs/explain)")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+
+
+def _cmd_explain(args) -> int:
+    from .explain import explain_image
+
+    result = explain_image(args.image, args.out, model=args.model, detector=args.detector, margin=args.margin)
+    print(json.dumps(result, indent=None if args.compact else 2))
+    if not result["faces"]:
+        print(f"ferkit: {args.image}: no face found", file=sys.stderr)
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit the temperature of an ONNX model on val (needs ferkit[train])",
+                       description="Temperature scaling (Guo et al., ICML 2017): fit one scalar T on the "
+                                   "val split by minimising the NLL of softmax(logits / T); store T and "
+                                   "the val NLL/ECE before and after in the model's .json, and make the "
+                                   "graph's probs output softmax(logits / T).")
+    p.add_argument("model", nargs="?", metavar="MODEL.onnx", help="ONNX model (default: bundled model)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root (val split used)")
+    p.add_argument("--json-only", action="store_true",
+                   help="store T in the .json only; the graph's probs stay softmax(logits)")
+
+
+def _cmd_calibrate(args) -> int:
+    from .calibrate import calibrate_model, format_calibration
+
+    c = calibrate_model(args.model, args.data, graph=not args.json_only)
+    print(format_calibration(c))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition.")
     from . import __version__
@@ -383,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explore(sub)
     _add_export(sub)
     _add_models(sub)
+    _add_report(sub)
+    _add_explain(sub)
+    _add_calibrate(sub)
     return parser
 
 

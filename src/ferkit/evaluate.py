@@ -23,8 +23,9 @@ def load_classifier(path: str | os.PathLike | None):
     ferkit ``.pt`` checkpoint, or ``None`` for the bundled default model.
 
     Returns:
-        An object with ``class_names``, ``preprocessing`` and ``predict_logits(faces)``
-        taking (N, S, S) uint8 faces and returning (N, C) float32 logits.
+        An object with ``class_names``, ``preprocessing``, ``temperature``,
+        ``predict_logits(faces)`` taking (N, S, S) uint8 faces and returning (N, C)
+        float32 logits, and ``predict_probs(faces)`` returning ``softmax(logits / T)``.
 
     Raises:
         ModelError: unknown file type, or a file that is not a ferkit model.
@@ -48,11 +49,27 @@ class TorchClassifier:
         self.model, self.meta = load_checkpoint(path)
         self.class_names = tuple(self.meta["class_names"])
         self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
+        self.temperature = float(self.meta.get("temperature", 1.0))
 
     def predict_logits(self, faces: np.ndarray) -> np.ndarray:
         from .train import predict_logits
 
         return predict_logits(self.model, faces, self.preprocessing)
+
+    def predict_probs(self, faces: np.ndarray) -> np.ndarray:
+        """``softmax(logits / temperature)``: (N, C) float32 (T = 1 unless the checkpoint has one)."""
+        from .preprocess import softmax
+
+        return softmax(self.predict_logits(faces) / self.temperature)
+
+
+def data_classes(class_names) -> str:
+    """The ``classes`` argument of :func:`~ferkit.data.load_fer2013` that gives a model's
+    classes: ``"6"`` for the merged six-class set (disgust counted as angry), else the
+    comma-joined class names."""
+    if tuple(class_names) == ("angry", "fear", "happy", "sad", "surprise", "neutral"):
+        return "6"  # the merged set: disgust faces count as angry
+    return ",".join(class_names)
 
 
 def compute_metrics(targets: np.ndarray, probs: np.ndarray, class_names) -> dict:
@@ -122,26 +139,23 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
             on val before exporting with ``ferkit export --equalize``); None keeps it.
 
     Returns:
-        The metrics dict of :func:`compute_metrics`, plus ``model``, ``data``, ``split``
+        The metrics dict of :func:`compute_metrics` (on the model's calibrated probs,
+        ``softmax(logits / T)``), plus ``model``, ``data``, ``split``, ``temperature``
         and ``class_names``.
     """
-    from .preprocess import softmax
-
     clf = load_classifier(model_path)
     if equalize is not None:
         clf.preprocessing = dataclasses.replace(clf.preprocessing, equalize=equalize)
     if classes is None:
-        classes = ",".join(clf.class_names)
-        if clf.class_names == ("angry", "fear", "happy", "sad", "surprise", "neutral"):
-            classes = "6"  # the merged set: disgust faces count as angry
+        classes = data_classes(clf.class_names)
     dataset = load_fer2013(data, classes, image_size=clf.preprocessing.input_size)
     if tuple(dataset.class_names) != tuple(clf.class_names):
         raise ModelError(f"model classes {clf.class_names} differ from data classes {dataset.class_names}")
     s = dataset[split]
-    probs = softmax(clf.predict_logits(s.images))
+    probs = clf.predict_probs(s.images)  # calibrated: softmax(logits / T)
     metrics = compute_metrics(s.targets, probs, dataset.class_names)
     metrics = {"model": str(model_path or "bundled default"), "data": str(data), "split": split,
-               "preprocessing": clf.preprocessing.to_dict(),
+               "preprocessing": clf.preprocessing.to_dict(), "temperature": clf.temperature,
                "class_names": list(dataset.class_names), **metrics}
     if out is not None:
         write_report(metrics, Path(out))

@@ -1,0 +1,288 @@
+"""Explanations: Grad-CAM heat maps and the feature maps of each pooling stage (PyTorch).
+
+Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017): the activations A (B, K, h, w) of a late
+convolutional layer are weighted by the spatial mean of the gradient of the class logit
+with respect to them, summed over channels and passed through a ReLU; the map is then
+upsampled to the input size. ferkit takes A at the input of the model's last max-pool
+(the last convolutional stage's output). For a model with flip test-time augmentation
+the logit is the mean over the face and its mirror image, so both passes contribute and
+the mirrored map is flipped back before the ReLU.
+
+Needs PyTorch (``pip install 'ferkit[train]'``); the ONNX models are rebuilt as PyTorch
+modules from their own weights by :func:`torch_model_from_onnx`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import FerkitError, ModelError
+
+TRAIN_EXTRA = "pip install 'ferkit[train]'"
+
+
+def require_torch():
+    """Import torch, or raise FerkitError saying which extra to install."""
+    try:
+        import torch
+    except ImportError:
+        raise FerkitError(f"Grad-CAM and feature maps need PyTorch: {TRAIN_EXTRA}") from None
+    return torch
+
+
+@dataclass
+class TorchModel:
+    """A PyTorch model with what is needed to feed it.
+
+    Attributes:
+        model: the ``nn.Module`` (eval mode), images (B, 1, S, S) float32 -> logits (B, C).
+        class_names: the C class names.
+        preprocessing: its :class:`~ferkit.preprocess.Preprocessing`.
+        flip_tta: average the logits of each face and its mirror image (as the ONNX graph does).
+        temperature: T of the calibrated probabilities ``softmax(logits / T)``.
+    """
+
+    model: object
+    class_names: tuple[str, ...]
+    preprocessing: object
+    flip_tta: bool = False
+    temperature: float = 1.0
+
+    def logits(self, images):
+        """(B, 1, S, S) float32 tensor -> (B, C) logits tensor, with flip TTA if the model has it."""
+        torch = require_torch()
+        out = self.model(images)
+        if self.flip_tta:
+            out = 0.5 * (out + self.model(torch.flip(images, dims=[3])))
+        return out
+
+
+def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
+    """Rebuild a ferkit ONNX model as a PyTorch module from the graph's own weights.
+
+    The graph's initializers are named like the model's ``state_dict`` with a ``model.``
+    prefix (``model.features.0.weight``, ...); the ``.json`` gives the registered model
+    name and arguments (:func:`ferkit.models.create_model`), preprocessing, flip TTA and
+    temperature.
+
+    Args:
+        path: ``.onnx`` file with its ``.json``; ``None`` for the bundled model.
+
+    Raises:
+        ModelError: no ferkit model, or weights that do not fit the named architecture.
+        FerkitError: PyTorch or onnx missing (names the extra to install).
+    """
+    torch = require_torch()
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise FerkitError(f"rebuilding an ONNX model in PyTorch needs onnx: {TRAIN_EXTRA}") from None
+    from .classifier import default_model_path, read_metadata
+    from .models import create_model
+    from .preprocess import Preprocessing
+
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(f"{path}: no such ONNX model file")
+    meta = read_metadata(path)
+    if "model" not in meta:
+        raise ModelError(f"{path.with_suffix('.json')}: metadata lacks 'model' (the architecture name)")
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta.get("in_chans", 1),
+                         input_size=pre.input_size, **meta.get("model_args", {}))
+    graph = onnx.load(str(path)).graph
+    weights = {i.name[len("model."):]: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in graph.initializer if i.name.startswith("model.")}
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    wrong = [k for k in state if k in weights and tuple(weights[k].shape) != tuple(state[k].shape)]
+    if missing or wrong:
+        raise ModelError(f"{path}: weights do not fit {meta['model']}: missing {missing[:5]}, "
+                         f"wrong shape {wrong[:5]}")
+    state.update({k: v for k, v in weights.items() if k in state})
+    model.load_state_dict(state)
+    return TorchModel(model.eval(), tuple(meta["class_names"]), pre, meta.get("tta") == "flip",
+                      float(meta.get("temperature", 1.0)))
+
+
+def load_torch_model(path: str | os.PathLike | None) -> TorchModel:
+    """A :class:`TorchModel` from an ``.onnx`` model, a ``.pt`` checkpoint or ``None`` (bundled).
+
+    Raises:
+        ModelError: another file type or a bad file.
+    """
+    if path is None or str(path).endswith(".onnx"):
+        return torch_model_from_onnx(path)
+    if str(path).endswith(".pt"):
+        require_torch()
+        from .checkpoint import load_checkpoint
+        from .preprocess import Preprocessing
+
+        model, ckpt = load_checkpoint(path)
+        return TorchModel(model, tuple(ckpt["class_names"]), Preprocessing.from_dict(ckpt["preprocessing"]),
+                          False, float(ckpt.get("temperature", 1.0)))
+    raise ModelError(f"{path}: expected an .onnx model or a .pt checkpoint")
+
+
+def _last_pool(model):
+    from torch import nn
+
+    pools = [m for m in model.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    if not pools:
+        raise ModelError(f"{type(model).__name__} has no pooling layer for Grad-CAM to hook")
+    return pools[-1]
+
+
+def grad_cam(tm: TorchModel, images: np.ndarray, targets: np.ndarray | None = None,
+             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM heat maps (Selvaraju et al., ICCV 2017) at the input of the last pooling layer.
+
+    Args:
+        tm: the model (:func:`load_torch_model`).
+        images: (N, 1, S, S) float32 model input (``prepare_faces`` output).
+        targets: (N,) int classes to explain; None: each image's predicted class.
+        batch_size: images per forward/backward pass.
+
+    Returns:
+        ``(cams, logits)``: cams (N, S, S) float32 in [0, 1] (each map divided by its
+        maximum; all zeros where nothing speaks for the class), logits (N, C) float32.
+    """
+    torch = require_torch()
+    import torch.nn.functional as F
+
+    pool = _last_pool(tm.model)
+    acts: list = []
+    handle = pool.register_forward_hook(lambda m, inp, out: acts.append(inp[0]))
+    cams, all_logits = [], []
+    try:
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))
+            x.requires_grad_(True)  # activations get a gradient even with frozen weights
+            acts.clear()
+            with torch.enable_grad():
+                logits = tm.logits(x)  # (B, C); acts: one (B, K, h, w) per pass
+                cls = logits.argmax(1) if targets is None else torch.as_tensor(targets[i:i + batch_size])
+                score = logits.gather(1, cls.long().view(-1, 1)).sum()
+                grads = torch.autograd.grad(score, acts)
+            lin = 0
+            for k, (a, g) in enumerate(zip(acts, grads)):
+                m = (g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)  # (B, 1, h, w)
+                lin = lin + (torch.flip(m, dims=[3]) if k == 1 and tm.flip_tta else m)
+            cam = F.interpolate(torch.relu(lin), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            cam = cam[:, 0].detach()  # (B, S, S)
+            peak = cam.flatten(1).max(1).values.clamp_min(1e-12).view(-1, 1, 1)
+            cams.append((cam / peak).numpy())
+            all_logits.append(logits.detach().numpy())
+    finally:
+        handle.remove()
+    return np.concatenate(cams).astype(np.float32), np.concatenate(all_logits).astype(np.float32)
+
+
+def feature_maps(tm: TorchModel, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The activations after each pooling stage for one face (forward hooks).
+
+    Args:
+        tm: the model.
+        image: (1, S, S) float32 model input of one face.
+
+    Returns:
+        ``[(module name, (K, h, w) float32), ...]`` in forward order.
+    """
+    torch = require_torch()
+    from torch import nn
+
+    out: list[tuple[str, np.ndarray]] = []
+    handles = [m.register_forward_hook(lambda m, i, o, name=name: out.append((name, o[0].detach().numpy())))
+               for name, m in tm.model.named_modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    try:
+        with torch.no_grad():
+            tm.model(torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a heat map over a face: (S, S) uint8 gray face, (S', S') cam in [0, 1] ->
+    (S, S, 3) uint8 BGR (JET colour map: red = most important)."""
+    cam = cv2.resize(cam.astype(np.float32), gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.uint8(255 * cam.clip(0, 1)), cv2.COLORMAP_JET)
+    return cv2.addWeighted(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), 1 - alpha, heat, alpha, 0)
+
+
+def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: str | os.PathLike | None = None,
+                  detector: str = "haar", margin: float = 0.1) -> dict:
+    """Grad-CAM of every face in a photo: writes ``out_dir/<stem>_gradcam.png`` (the photo
+    with each face's heat map over its crop, boxes and labels drawn) and returns the
+    faces as ``ferkit predict`` gives them, plus ``"gradcam"`` (the written path).
+
+    Raises:
+        ImageReadError: unreadable image.
+        FerkitError: PyTorch missing.
+    """
+    from .detect import create_detector
+    from .draw import draw_faces
+    from .images import read_image
+    from .preprocess import prepare_faces
+    from .recognize import Recognizer, square_crop
+
+    tm = load_torch_model(model)
+    det = create_detector(detector)
+    bgr = read_image(image)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    detections = det.detect(bgr)
+    if model is not None and str(model).endswith(".pt"):
+        faces = _classify_torch(tm, gray, detections, margin)
+    else:  # the same ONNX Runtime probabilities as `ferkit predict`
+        faces = Recognizer(model, detector=det, margin=margin).classify(bgr, detections)
+    canvas = bgr.copy()
+    if detections:
+        crops = [square_crop(gray, d.box, margin) for d in detections]
+        cams, _ = grad_cam(tm, prepare_faces(crops, tm.preprocessing),
+                           np.array([tm.class_names.index(f.label) for f in faces]))
+        for det, crop, cam in zip(detections, crops, cams):
+            _paste(canvas, overlay(crop, cam), det.box, margin)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{Path(image).stem}_gradcam.png"
+    if not cv2.imwrite(str(path), draw_faces(canvas, faces)):
+        raise OSError(f"could not write {path}")
+    return {"image": str(image), "faces": [f.to_dict() for f in faces], "gradcam": str(path),
+            **({} if faces else {"message": "no face found"})}
+
+
+def _classify_torch(tm: TorchModel, gray, detections, margin):
+    torch = require_torch()
+    from .preprocess import prepare_faces, softmax
+    from .recognize import Face, square_crop
+
+    if not detections:
+        return []
+    x = torch.from_numpy(prepare_faces([square_crop(gray, d.box, margin) for d in detections], tm.preprocessing))
+    with torch.no_grad():
+        probs = softmax(tm.logits(x).numpy() / tm.temperature)
+    faces = []
+    for det, p in zip(detections, probs):
+        k = int(p.argmax())
+        faces.append(Face(det.box, {n: float(v) for n, v in zip(tm.class_names, p)}, tm.class_names[k],
+                          float(p[k]), det.confidence))
+    return faces
+
+
+def _paste(canvas: np.ndarray, tile: np.ndarray, box, margin: float) -> None:
+    """Put a square crop's overlay back where :func:`~ferkit.recognize.square_crop` took it."""
+    x, y, w, h = box
+    side = tile.shape[0]
+    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    H, W = canvas.shape[:2]
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
+    if cx1 > cx0 and cy1 > cy0:
+        canvas[cy0:cy1, cx0:cx1] = tile[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
