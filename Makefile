@@ -48,7 +48,7 @@ train: $(VENV)/.test
 
 ## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/default-ft/best.pt --out src/ferkit/weights/default.onnx --flip-tta
+	$(BIN)/ferkit export runs/default-ft/best.pt --out src/ferkit/weights/default.onnx --tta flip
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)

@@ -1,21 +1,23 @@
-"""Choose a checkpoint's inference options on val (PublicTest) only: prints val accuracy
-and macro F1 with and without histogram equalisation and horizontal-flip TTA, for each
-checkpoint given. Nothing here reads the test split.
+"""Choose a checkpoint's inference options on val (PublicTest) only: prints val accuracy,
+macro F1 and the classifier's cost per face for each test-time augmentation (none, flip,
+crops; see :func:`ferkit.export.export_onnx`), with and without histogram equalisation,
+for each checkpoint given. Nothing here reads the test split.
 
     python benchmarks/val_choices.py runs/default/best.pt runs/default-ft/best.pt \
-        --data ../shared/datasets/fer2013
+        --data ../shared/datasets/fer2013 [--equalize]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013
 from ferkit.evaluate import compute_metrics
-from ferkit.export import export_onnx
+from ferkit.export import TTA_MODES, export_onnx
 from ferkit.preprocess import softmax
 
 
@@ -23,19 +25,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--data", default="../shared/datasets/fer2013")
+    ap.add_argument("--equalize", action="store_true", help="also try histogram equalisation")
     args = ap.parse_args()
     val = load_fer2013(args.data)["val"]
-    print(f"{'checkpoint':<28}{'equalize':>9}{'tta':>6}{'val acc':>9}{'macro F1':>10}")
+    print(f"{'checkpoint':<28}{'equalize':>9}{'tta':>6}{'val acc':>9}{'macro F1':>10}{'ms/face':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            for tta in (False, True):
-                for eq in (False, True):
+            for tta in TTA_MODES:
+                for eq in (False, True) if args.equalize else (False,):
                     onnx_path = Path(tmp) / "m.onnx"
-                    export_onnx(ckpt, onnx_path, equalize=eq, flip_tta=tta)
+                    export_onnx(ckpt, onnx_path, equalize=eq, tta=tta)
                     clf = OnnxClassifier(onnx_path)
-                    m = compute_metrics(val.targets, softmax(clf.predict_logits(val.images)), clf.class_names)
-                    print(f"{ckpt:<28}{str(eq):>9}{'flip' if tta else 'none':>6}"
-                          f"{m['accuracy']:>9.4f}{m['macro_f1']:>10.4f}", flush=True)
+                    start = time.perf_counter()
+                    logits = clf.predict_logits(val.images, batch_size=256)
+                    ms = 1000 * (time.perf_counter() - start) / len(val.images)
+                    m = compute_metrics(val.targets, softmax(logits), clf.class_names)
+                    print(f"{ckpt:<28}{str(eq):>9}{tta:>6}{m['accuracy']:>9.4f}{m['macro_f1']:>10.4f}{ms:>9.2f}",
+                          flush=True)
 
 
 if __name__ == "__main__":

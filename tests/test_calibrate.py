@@ -81,7 +81,7 @@ def tiny_onnx(tmp_path):
     meta = checkpoint_meta("vgg_s", {}, EMOTIONS, Preprocessing())
     save_checkpoint(tmp_path / "m.pt", meta, model)
     out = tmp_path / "m.onnx"
-    export_onnx(tmp_path / "m.pt", out, flip_tta=True)
+    export_onnx(tmp_path / "m.pt", out, tta="flip")
     return out
 
 

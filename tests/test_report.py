@@ -101,7 +101,7 @@ def tiny_report(tmp_path_factory):
         write_history(run, [{"epoch": e, "lr": 0.01 / e, "train_loss": 2 - 0.1 * e, "train_acc": 0.2 + 0.05 * e,
                              "val_loss": 2.1 - 0.1 * e, "val_acc": 0.15 + 0.05 * e, "seconds": 1.0}
                             for e in (1, 2, 3)])
-        export_onnx(root / "other.pt", root / "other.onnx", flip_tta=True)
+        export_onnx(root / "other.pt", root / "other.onnx", tta="flip")
         out = root / "report.html"
         summary = build_report(run, data, out, compare=root / "other.onnx", n_boot=50,
                                gallery_per_class=3, cam_per_class=2, figures=root / "figs")

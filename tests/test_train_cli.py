@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -158,3 +159,29 @@ def test_init_from_checkpoint_and_mismatch(trained_run, tmp_path):
     r = run("train", "--data", data, "--model", "dcnn", "--epochs", 1, "--batch-size", 8,
             "--init", out / "best.pt", "--out", tmp_path / "bad", "--no-progress")
     assert r.returncode == 2 and "vgg_s checkpoint" in r.stderr
+
+
+def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
+    """The 7 views rebuilt independently: mirror image, and the four corner and the centre
+    44-px crops resized to 48 px with OpenCV (bilinear, pixel centres as in PyTorch)."""
+    import onnxruntime as ort
+
+    out, _ = trained_run
+    onnx_path = tmp_path / "crops.onnx"
+    r = run("export", out / "best.pt", "--out", onnx_path, "--tta", "crops")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == "crops"
+    model, _ = load_checkpoint(out / "best.pt")
+    x = np.random.default_rng(5).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    views = [x, x[..., ::-1]]
+    for y0, x0 in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2)):
+        views.append(np.stack([cv2.resize(face[0, y0:y0 + 44, x0:x0 + 44], (48, 48),
+                                          interpolation=cv2.INTER_LINEAR)[None] for face in x]))
+    with torch.no_grad():
+        expected = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v))) for v in views]).mean(0)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(["logits"], {"images": x})
+    assert np.allclose(logits, expected.numpy(), rtol=1e-4, atol=2e-3)
+    with torch.no_grad():
+        plain = model(torch.from_numpy(x)).numpy()
+    assert not np.allclose(logits, plain, atol=1e-2)  # the views do change the answer

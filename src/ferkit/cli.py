@@ -343,15 +343,18 @@ def _add_export(sub) -> None:
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="override the checkpoint's histogram-equalisation setting (choose on val)")
-    p.add_argument("--flip-tta", action="store_true",
-                   help="average each face's logits with its mirror image's (twice the cost)")
+    p.add_argument("--tta", choices=("none", "flip", "crops"), default="none",
+                   help="test-time augmentation baked into the graph: none; flip (face + mirror image, "
+                        "2x the cost); crops (flip + 5 zoomed crops, 7x the cost). Choose on val.")
+    p.add_argument("--flip-tta", dest="tta", action="store_const", const="flip",
+                   help="same as --tta flip")
 
 
 def _cmd_export(args) -> int:
     from .export import export_onnx
 
     meta = export_onnx(args.checkpoint, args.out, opset=args.opset, equalize=args.equalize,
-                       flip_tta=args.flip_tta)
+                       tta=args.tta)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}: {meta['parameters']:,} parameters, "
           f"ONNX Runtime vs PyTorch max |d probs| {meta['parity']['max_abs_diff_probs']:.2e}")
     return 0
