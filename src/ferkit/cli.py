@@ -64,8 +64,11 @@ def _cmd_train(args) -> int:
 
 def _add_recognizer_options(p) -> None:
     """The options of a :class:`~ferkit.recognize.Recognizer`, shared by predict, demo and video."""
-    p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
-    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--model", help=".onnx model with its .json beside it, or a bundled model's name: "
+                                   "default (float) or int8 (quantized, faster) (default: default)")
+    p.add_argument("--detector", default="auto",
+                   help="face detector: yunet, haar, or auto = yunet if yuface is installed, else haar "
+                        "(default: auto)")
     p.add_argument("--margin", type=float, default=0.1,
                    help="fraction of the face box added on each side (default 0.1)")
 
@@ -75,20 +78,42 @@ def _add_predict(sub) -> None:
                         ("demo", "run predict on a real photo shipped with matplotlib")):
         p = sub.add_parser(name, help=help_, description=help_ + ".")
         if name == "predict":
-            p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+            p.add_argument("images", nargs="+", metavar="IMAGE",
+                           help="image files and folders (folders: their images, recursively)")
         _add_recognizer_options(p)
+        p.add_argument("--detect-width", type=int, metavar="PX",
+                       help="detect faces on a copy shrunk to this width, boxes mapped back (e.g. 320)")
+        if name == "predict":
+            p.add_argument("--out", metavar="JSONL",
+                           help="stream results to this JSON Lines file, one line per image, as they "
+                                "come (instead of a JSON list on stdout)")
+            p.add_argument("--resume", action="store_true",
+                           help="with --out: keep its lines and skip the images already in it")
+            p.add_argument("--workers", type=int, default=2,
+                           help="threads decoding and detecting while faces are classified (default 2)")
+            p.add_argument("--batch-size", type=int, default=256, help="faces per classifier call (default 256)")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar (with --out)")
         p.add_argument("--annotate", metavar="DIR",
                        help="write a copy of each image with boxes and labels into DIR")
         p.add_argument("--compact", action="store_true", help="one-line JSON")
 
 
 def _cmd_predict(args) -> int:
+    from .batch import find_images, predict_files
     from .recognize import Recognizer
 
-    rec = Recognizer(args.model, detector=args.detector, margin=args.margin)
+    if getattr(args, "resume", False) and not args.out:
+        raise FerkitError("--resume needs --out FILE.jsonl (the results of the earlier run)")
+    rec = Recognizer(args.model, detector=args.detector, margin=args.margin, detect_width=args.detect_width)
+    paths = find_images(args.images)
+    if not paths:
+        raise FerkitError(f"no image files in {' '.join(args.images)}")
+    if getattr(args, "out", None):
+        return _predict_to_jsonl(rec, paths, args)
     results, failed = [], 0
     names_used: set[str] = set()
-    for r in rec.predict_files(args.images):
+    for r in predict_files(rec, paths, workers=getattr(args, "workers", 2),
+                           batch_size=getattr(args, "batch_size", 256), keep_images=bool(args.annotate)):
         results.append(r.to_dict())
         if r.error:
             failed += 1
@@ -102,6 +127,45 @@ def _cmd_predict(args) -> int:
     print(json.dumps(results, indent=None if args.compact else 2))
     if failed:
         print(f"ferkit: {failed} of {len(results)} files could not be processed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _predict_to_jsonl(rec, paths: list[str], args) -> int:
+    """``ferkit predict ... --out results.jsonl``: one line per image, written as it comes."""
+    from .batch import JsonlWriter, done_images, predict_files
+
+    done = done_images(args.out) if args.resume else set()
+    todo = [p for p in paths if p not in done]
+    if done:
+        print(f"ferkit: {len(paths) - len(todo)} of {len(paths)} images already in {args.out}, skipped",
+              file=sys.stderr)
+    bar = None
+    if not args.no_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+        except ImportError:  # tqdm is not a runtime dependency
+            pass
+    failed = faces = 0
+    names_used: set[str] = set()
+    with JsonlWriter(args.out, resume=args.resume) as out:
+        for r in predict_files(rec, todo, workers=args.workers, batch_size=args.batch_size,
+                               keep_images=bool(args.annotate)):
+            record = r.to_dict()
+            if r.error:
+                failed += 1
+                print(f"ferkit: {r.error}", file=sys.stderr)
+            elif args.annotate:
+                record["annotated"] = str(_save_annotated(r, Path(args.annotate), names_used))
+            out.write(record)
+            faces += len(r.faces)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    print(f"ferkit: {len(todo)} images, {faces} faces, {failed} unreadable, written to {args.out}",
+          file=sys.stderr)
     return 1 if failed else 0
 
 
