@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test install train bundle evaluate benchmark clean
+.PHONY: demo test install train bundle bundle-int8 evaluate benchmark speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bundle: $(VENV)/.test
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 
+## bundle-int8: the int8 model: single-pass export of stage 2, quantized on 1000 training faces (settings chosen on val)
+bundle-int8: $(VENV)/.test
+	$(BIN)/ferkit export runs/default-ft/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
+	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
+	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
+
 ## evaluate: the bundled model on PrivateTest (the README's headline figure)
 evaluate: $(VENV)/.test
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --out runs/evaluate
@@ -51,6 +58,19 @@ evaluate: $(VENV)/.test
 ## benchmark: every bundled model on PrivateTest, as a table
 benchmark: $(VENV)/.test
 	$(BIN)/python benchmarks/accuracy.py --data $(DATA)
+
+# Benchmarks against the fer pip package (FER_PYTHON: a Python with fer installed, see README).
+FER_PYTHON ?= /work/fer-venv/bin/python
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $@
+
+## speed: every speed benchmark, ferkit and fer side by side
+speed: $(VENV)/.bench
+	cd benchmarks && ../$(BIN)/python speed.py --data ../$(DATA) --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python folder.py --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python video.py --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python detectors.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

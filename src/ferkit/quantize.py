@@ -34,8 +34,9 @@ class _FaceReader:
 
 
 def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.ndarray, *,
-                   per_channel: bool = True, method: str = "minmax", calibration_source: str = "", batch_size: int = 50,
-                   weights: str = "uint8", reduce_range: bool = False) -> dict:
+                   per_channel: bool = False, method: str = "minmax", calibration_source: str = "",
+                   batch_size: int = 50, weights: str = "int8", reduce_range: bool = True,
+                   base_meta: dict | None = None) -> dict:
     """Write an int8 copy of a ferkit ONNX model, calibrated on ``faces``.
 
     Args:
@@ -46,12 +47,18 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
         faces: (N, H, W) uint8 gray training faces for the activation ranges, fed in
             batches of ``batch_size`` (N >= batch_size; the last N % batch_size unused).
         per_channel: one weight scale per output channel instead of per tensor.
+            The defaults (int8 weights on 7 bits, one scale per tensor, minmax) are the
+            settings chosen on val for the bundled ``int8`` model
+            (``benchmarks/quant_choices.py``).
         method: activation calibration, ``"minmax"``, ``"entropy"`` or ``"percentile"``.
         calibration_source: a note stored in the metadata (which faces were used).
         weights: ``"uint8"`` or ``"int8"`` weights. On x86-64 CPUs without VNNI (AVX2
             only) ONNX Runtime's uint8 x int8 kernels can saturate (its documentation
             says so); uint8 x uint8, or int8 with ``reduce_range``, avoids that.
         reduce_range: quantize weights to 7 bits (see ``weights``).
+        base_meta: metadata whose keys the int8 model inherits where the float model's
+            own ``.json`` lacks them (e.g. the bundled default model's, so keys added to
+            it carry over); ``None``: the float model's only.
 
     Returns:
         The metadata written.
@@ -85,7 +92,8 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
                         weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
                         per_channel=per_channel, reduce_range=reduce_range,
                         calibrate_method=methods[method])
-    meta = {k: v for k, v in read_metadata(model).items() if k != "metrics"}
+    meta = {**(base_meta or {}), **read_metadata(model)}
+    meta.pop("metrics", None)
     meta["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                             "weights": weights, "activations": "uint8", "per_channel": per_channel,
                             "reduce_range": reduce_range,
