@@ -140,7 +140,7 @@ def _import_yuface():
     instead (:mod:`ferkit.batch`). Raises ImportError when it is not installed."""
     import sys
 
-    if "yuface" in sys.modules:
+    if sys.modules.get("yuface") is not None:
         return sys.modules["yuface"]
     old = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
