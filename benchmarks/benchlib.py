@@ -4,6 +4,7 @@ its own Python environment."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -37,6 +38,7 @@ def ms_per_face(clf, faces: np.ndarray, batch: int, seconds: float = 1.0, warmup
 FACE_SOURCES = {"grace_hopper": (175, 115, 185, 215), "astronaut": (177, 63, 92, 110)}
 
 
+@functools.lru_cache(maxsize=None)
 def source_photo(name: str) -> np.ndarray:
     """(H, W, 3) uint8 BGR photo of :data:`FACE_SOURCES` (needs matplotlib, scikit-image)."""
     import cv2
@@ -51,7 +53,13 @@ def source_photo(name: str) -> np.ndarray:
 
 
 def background(width: int = 640, height: int = 480) -> np.ndarray:
-    """A face-free real photo (scikit-image's coffee cup) resized to (height, width, 3) BGR."""
+    """A face-free real photo (scikit-image's coffee cup) resized to (height, width, 3) BGR
+    (a new copy each call)."""
+    return _background(width, height).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _background(width: int, height: int) -> np.ndarray:
     import cv2
     import skimage.data
 
