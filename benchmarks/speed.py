@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from benchlib import add_fer_option, group_photo, ms_per_face, one_face_photo, run_fer, write_photo
