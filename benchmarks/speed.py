@@ -6,7 +6,7 @@ with one face and on one with five faces (ms per photo), and the cost of each st
     python benchmarks/speed.py --data ../shared/datasets/fer2013 [--fer-python /work/fer-venv/bin/python]
 
 ferkit runs with the bundled float model (``default``) and the int8 model, detector
-YuNet (default) and Haar; fer with its Haar + TFLite (default) and Haar + Keras
+YuNet (default; also on a copy 320 px wide) and Haar; fer with its Haar + TFLite (default) and Haar + Keras
 pipelines, in its own environment (``--fer-python``). Inputs are generated into a
 temporary folder from real photos that installed packages ship (see ``benchlib``).
 """
@@ -68,17 +68,18 @@ def photo_table(args, tmp: Path) -> None:
     print("\n== end to end, 640x480 JPEG file -> faces and emotions (ms per photo) ==")
     print(f"{'pipeline':<26}{'photo':<9}{'faces':>6}{'total':>9}{'decode':>8}{'detect':>8}{'crop+cls':>9}")
     rows = {}
-    for model in ("default", "int8"):
-        for det in ("yunet", "haar"):
-            rec = Recognizer(model, detector=det, threads=args.threads)
-            for label, path in photos.items():
-                image = read_image(path)
-                dets = rec.detect(image)
-                total = median_ms(rec.predict, path)
-                rows[(f"ferkit {model} {det}", label)] = total
-                print(f"{f'ferkit {model} {det}':<26}{label:<9}{len(dets):>6}{total:>9.2f}"
-                      f"{median_ms(read_image, path):>8.2f}{median_ms(rec.detect, image):>8.2f}"
-                      f"{median_ms(lambda i: rec.classify(i, dets), image):>9.2f}", flush=True)
+    for model, det, width in (("default", "yunet", None), ("default", "haar", None), ("int8", "yunet", None),
+                              ("int8", "yunet", 320), ("int8", "haar", None)):
+        rec = Recognizer(model, detector=det, threads=args.threads, detect_width=width)
+        name = f"ferkit {model} {det}" + (f"@{width}" if width else "")
+        for label, path in photos.items():
+            image = read_image(path)
+            dets = rec.detect(image)
+            total = median_ms(rec.predict, path)
+            rows[(name, label)] = total
+            print(f"{name:<26}{label:<9}{len(dets):>6}{total:>9.2f}"
+                  f"{median_ms(read_image, path):>8.2f}{median_ms(rec.detect, image):>8.2f}"
+                  f"{median_ms(lambda i: rec.classify(i, dets), image):>9.2f}", flush=True)
     fer = run_fer(args.fer_python, "photos", photos=list(photos.values()))
     for name in ("tflite", "keras") if fer else ():
         for label, path in photos.items():

@@ -95,23 +95,25 @@ def predict_files(rec: Recognizer, paths: Iterable[str | os.PathLike], *, worker
     pending_faces = 0
     ahead = max(2 * workers, min(batch_size, 64))  # files submitted ahead of the one awaited
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="ferkit-load") as pool:
-        def refill() -> None:
-            while len(window) < ahead:
-                path = next(it, None)
-                if path is None:
-                    return
-                window.append(pool.submit(_load, rec, str(path), keep_images))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ferkit-load")
 
-        def flush() -> Iterator[ImageResult]:
-            nonlocal pending, pending_faces
-            ok = [(r, c) for r, c in pending if c is not None]
-            for (result, _), faces in zip(ok, rec.classify_crops([c for _, c in ok], batch_size)):
-                result.faces = faces
-            done, pending, pending_faces = pending, [], 0
-            for result, _ in done:
-                yield result
+    def refill() -> None:
+        while len(window) < ahead:
+            path = next(it, None)
+            if path is None:
+                return
+            window.append(pool.submit(_load, rec, str(path), keep_images))
 
+    def flush() -> Iterator[ImageResult]:
+        nonlocal pending, pending_faces
+        ok = [(r, c) for r, c in pending if c is not None]
+        for (result, _), faces in zip(ok, rec.classify_crops([c for _, c in ok], batch_size)):
+            result.faces = faces
+        done, pending, pending_faces = pending, [], 0
+        for result, _ in done:
+            yield result
+
+    try:
         refill()
         while window:
             result, cropped = window.popleft().result()
@@ -121,6 +123,8 @@ def predict_files(rec: Recognizer, paths: Iterable[str | os.PathLike], *, worker
             if pending_faces >= batch_size or len(pending) >= batch_size or not window:
                 yield from flush()
         yield from flush()
+    finally:  # on Ctrl-C or an abandoned generator: drop the queued files, do not read them
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def done_images(path: str | os.PathLike) -> set[str]:
