@@ -67,7 +67,7 @@ $(VENV)/.bench: pyproject.toml | $(BIN)/python
 
 ## speed: every speed benchmark, ferkit and fer side by side
 speed: $(VENV)/.bench
-	cd benchmarks && ../$(BIN)/python speed.py --data ../$(DATA) --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python speed.py --data $(abspath $(DATA)) --fer-python $(FER_PYTHON)
 	cd benchmarks && ../$(BIN)/python folder.py --fer-python $(FER_PYTHON)
 	cd benchmarks && ../$(BIN)/python video.py --fer-python $(FER_PYTHON)
 	cd benchmarks && ../$(BIN)/python detectors.py

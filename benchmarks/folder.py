@@ -6,7 +6,7 @@ and peak memory (each pipeline in its own process).
 The folder is generated into a temporary directory: 640x480 JPEGs, each with 1-3 real
 faces (see ``benchlib.group_photo``) of 40-140 px. ferkit runs as a user would:
 ``ferkit predict DIR --out results.jsonl`` (YuNet, pipelined, batches of 256 faces),
-with the float and the int8 model; fer runs ``FER.detect_emotions`` on each file.
+with the float and the int8 model (and int8 with ``--detect-width 320``); fer runs ``FER.detect_emotions`` on each file.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ def make_folder(folder: Path, n: int) -> list[str]:
             for i in range(n)]
 
 
-def run_ferkit(folder: Path, out: Path, model: str) -> dict:
+def run_ferkit(folder: Path, out: Path, model: str, *options: str) -> dict:
     """``ferkit predict`` in a child process: seconds, faces found, peak memory (MiB)."""
     ferkit = Path(sys.executable).with_name("ferkit")
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(ferkit), "predict", str(folder), "--out", str(out), "--model", model,
-                             "--no-progress"], stderr=subprocess.PIPE, text=True)
+                             "--no-progress", *options], stderr=subprocess.DEVNULL)
     _, _, usage = __import__("os").wait4(proc.pid, 0)
     dt = time.perf_counter() - t0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
@@ -55,10 +55,11 @@ def main() -> None:
               f"({sum(1 + i % 3 for i in range(len(paths)))} faces pasted)")
         print(f"{'pipeline':<22}{'seconds':>9}{'images/s':>10}{'faces':>7}{'peak MiB':>10}")
         rows = {}
-        for model in ("default", "int8"):
-            r = run_ferkit(tmp / "photos", tmp / f"{model}.jsonl", model)
-            rows[f"ferkit {model}"] = r
-            print(f"{f'ferkit {model}':<22}{r['seconds']:>9.1f}{r['images'] / r['seconds']:>10.1f}"
+        for model, options in (("default", ()), ("int8", ()), ("int8", ("--detect-width", "320"))):
+            r = run_ferkit(tmp / "photos", tmp / f"{model}.jsonl", model, *options)
+            name = f"ferkit {model}" + (" @320" if options else "")
+            rows[name] = r
+            print(f"{name:<22}{r['seconds']:>9.1f}{r['images'] / r['seconds']:>10.1f}"
                   f"{r['faces']:>7}{r['peak_rss_mb']:>10.0f}", flush=True)
         fer = run_fer(args.fer_python, "folder", paths=paths, tflite=True)
         if fer:
