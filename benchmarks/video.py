@@ -48,7 +48,7 @@ def main() -> None:
         print(f"{'pipeline':<34}{'frames/s':>9}{'ms/frame':>9}{'faces':>7}")
         rows = {}
         for model, det, scale in (("default", "haar", 1.0), ("default", "yunet", 1.0), ("default", "yunet", 0.5),
-                                  ("int8", "yunet", 1.0), ("int8", "yunet", 0.5)):
+                                  ("int8", "yunet", 1.0), ("int8", "yunet", 0.5), ("int8", "yunet", 0.25)):
             stream = StreamRecognizer(Recognizer(model, detector=det, threads=args.threads), detect_scale=scale)
             report = analyze_video(clip, stream, csv_path=tmp / "t.csv")
             faces = sum(1 for _ in open(tmp / "t.csv")) - 1
