@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train bundle evaluate benchmark report clean
+.PHONY: demo test browser serve install train bundle bundle-int8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bundle: $(VENV)/.test
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)
 
+## bundle-int8: the int8 model: single-pass export of stage 2, quantized on 1000 training faces (settings chosen on val)
+bundle-int8: $(VENV)/.test
+	$(BIN)/ferkit export runs/default-ft/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
+	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
+	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
+	$(BIN)/ferkit calibrate src/ferkit/weights/int8.onnx --data $(DATA)
+
 ## evaluate: the bundled model on PrivateTest (the README's headline figure)
 evaluate: $(VENV)/.test
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --out runs/evaluate
@@ -64,6 +72,19 @@ benchmark: $(VENV)/.test
 ## report: the HTML report of the bundled model (test metrics, calibration, Grad-CAM), timed
 report: $(VENV)/.test
 	$(BIN)/ferkit report --data $(DATA) --out runs/report/report.html --figures runs/report/figures
+
+# Benchmarks against the fer pip package (FER_PYTHON: a Python with fer installed, see README).
+FER_PYTHON ?= /work/fer-venv/bin/python
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $@
+
+## speed: every speed benchmark, ferkit and fer side by side
+speed: $(VENV)/.bench
+	cd benchmarks && ../$(BIN)/python speed.py --data $(abspath $(DATA)) --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python folder.py --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python video.py --fer-python $(FER_PYTHON)
+	cd benchmarks && ../$(BIN)/python detectors.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

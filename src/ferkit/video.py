@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .detect import Detection
+from .detect import Detection, upscale_box
 from .draw import COLORS, draw_faces
 from .errors import FerkitError, VideoReadError
 from .recognize import Face, Recognizer
@@ -217,24 +217,6 @@ class TrackedFace(Face):
 
     def to_dict(self) -> dict:
         return {"track_id": self.track_id, **super().to_dict(), "detected": self.detected}
-
-
-def upscale_box(box: tuple[int, int, int, int], sx: float, sy: float, width: int,
-                height: int) -> tuple[int, int, int, int]:
-    """Map a box found on a resized frame back to the full frame.
-
-    Args:
-        box: (x, y, w, h) pixels of the resized frame.
-        sx, sy: full-frame pixels per resized-frame pixel, horizontally and vertically.
-        width, height: full-frame size in pixels; the result is clipped inside it.
-
-    Returns:
-        (x, y, w, h) integer pixels of the full frame, w and h at least 1.
-    """
-    x, y, w, h = box
-    x0, y0 = min(max(0, round(x * sx)), width - 1), min(max(0, round(y * sy)), height - 1)
-    x1, y1 = min(width, round((x + w) * sx)), min(height, round((y + h) * sy))
-    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
 class StreamRecognizer:

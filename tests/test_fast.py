@@ -1,0 +1,200 @@
+"""Speed features: batch API, pipelined folders with JSONL streaming and --resume, the
+int8 model, the detector registry and its fallback, downscaled detection."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import tiny_faces
+from ferkit.batch import JsonlWriter, done_images, find_images, predict_files
+from ferkit.classifier import OnnxClassifier, bundled_models
+from ferkit.detect import Detection, HaarDetector, create_detector, detect_downscaled, register_detector
+from ferkit.errors import ModelError
+from ferkit.recognize import Recognizer, demo_image_path
+from ferkit.video import iou_matrix
+
+FERKIT = [sys.executable, "-m", "ferkit.cli"]
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer(threads=1)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return cv2.imread(str(demo_image_path()))
+
+
+@pytest.fixture
+def folder(tmp_path, photo):
+    """4 good photos (one mirrored, one without a face, one in a subfolder), a corrupt
+    JPEG and a text file that find_images must not list."""
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    cv2.imwrite(str(d / "a.jpg"), photo)
+    cv2.imwrite(str(d / "b.png"), photo[:, ::-1])
+    cv2.imwrite(str(d / "c.jpg"), np.full((200, 300, 3), 90, np.uint8))
+    cv2.imwrite(str(d / "sub" / "d.JPG"), photo)
+    (d / "bad.jpg").write_bytes(demo_image_path().read_bytes()[:300])
+    (d / "notes.txt").write_text("not listed")
+    return d
+
+
+def test_predict_batch_matches_predict_in_order(recognizer, photo):
+    images = [photo, np.full((120, 160, 3), 50, np.uint8), photo[:, ::-1], cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)]
+    batch = recognizer.predict_batch(images, batch_size=2)
+    single = [recognizer.predict(im) for im in images]
+    assert [len(f) for f in batch] == [1, 0, 1, 1]
+    for got, want in zip(batch, single):
+        assert [f.box for f in got] == [f.box for f in want]
+        for a, b in zip(got, want):
+            assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-5)
+
+
+def test_find_images_lists_folders_recursively(folder):
+    found = find_images([folder])
+    assert [p[len(str(folder)) + 1:] for p in found] == ["a.jpg", "b.png", "bad.jpg", "c.jpg", "sub/d.JPG"]
+    assert find_images([folder / "notes.txt"]) == [str(folder / "notes.txt")]  # named files are kept
+
+
+def test_predict_files_order_errors_and_rest_completes(recognizer, folder):
+    paths = find_images([folder]) + [str(folder / "missing.jpg")]
+    results = list(predict_files(recognizer, paths, workers=2, batch_size=2))
+    assert [r.path for r in results] == paths
+    by_name = {r.path.rsplit("/", 1)[-1]: r for r in results}
+    assert "corrupt" in by_name["bad.jpg"].error and "bad.jpg" in by_name["bad.jpg"].error
+    assert "no such file" in by_name["missing.jpg"].error
+    assert by_name["c.jpg"].faces == [] and by_name["c.jpg"].error is None
+    for name in ("a.jpg", "b.png", "d.JPG"):
+        assert len(by_name[name].faces) == 1 and by_name[name].error is None
+    assert by_name["a.jpg"].faces[0].probs == by_name["d.JPG"].faces[0].probs
+    assert by_name["a.jpg"].image is None  # not kept unless asked
+    with pytest.raises(ValueError, match="workers"):
+        list(predict_files(recognizer, paths, workers=0))
+
+
+def test_jsonl_resume_drops_a_cut_off_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with JsonlWriter(path) as out:
+        out.write({"image": "a.jpg", "faces": []})
+        out.write({"image": "b.jpg", "faces": [], "error": "b.jpg: corrupt"})
+    with open(path, "a") as f:
+        f.write('{"image": "c.jpg", "fa')  # a crash in the middle of a line
+    assert done_images(path) == {"a.jpg", "b.jpg"}
+    with JsonlWriter(path, resume=True) as out:
+        out.write({"image": "c.jpg", "faces": []})
+    assert [json.loads(line)["image"] for line in path.read_text().splitlines()] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert done_images(tmp_path / "absent.jsonl") == set()
+
+
+def _run(*args):
+    return subprocess.run([*FERKIT, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_predict_folder_streams_jsonl_and_resumes(folder, tmp_path):
+    out = tmp_path / "results.jsonl"
+    r = _run("predict", folder, "--out", out, "--no-progress", "--batch-size", "2")
+    assert r.returncode == 1  # one corrupt file
+    assert "bad.jpg" in r.stderr and "corrupt" in r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["image"] for x in lines] == find_images([folder])
+    assert sum(len(x["faces"]) for x in lines) == 3
+
+    # an interrupted run: the first three lines and half of the fourth are on disk
+    text = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(text[:3]) + text[3][:25])
+    shutil.copy(folder / "a.jpg", folder / "e.jpg")  # and a new photo arrived meanwhile
+    r = _run("predict", folder, "--out", out, "--resume", "--no-progress")
+    assert r.returncode == 0, r.stderr  # the corrupt file was recorded before: skipped
+    assert "3 of 6 images already in" in r.stderr
+    again = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["image"] for x in again] == find_images([folder])
+    assert again[:4] == lines[:4] and again[5] == lines[4]
+    assert again[4]["faces"] == lines[0]["faces"]  # e.jpg is a copy of a.jpg
+
+    r = _run("predict", folder, "--resume", "--no-progress")
+    assert r.returncode == 2 and "--resume needs --out" in r.stderr
+
+
+def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
+    assert {"default", "int8"} <= set(bundled_models())
+    int8 = OnnxClassifier("int8")
+    assert int8.path.stat().st_size < 2 * 2**20
+    meta = int8.meta
+    assert meta["quantization"]["weights"] == "int8" and meta["tta"] == "none"
+    assert meta["metrics"]["test"]["accuracy"] >= OnnxClassifier().meta["metrics"]["test"]["accuracy"] - 0.005
+    faces, _ = tiny_faces(70, seed=3)
+    p_float, p_int8 = OnnxClassifier("default").predict_probs(faces), int8.predict_probs(faces)
+    assert p_int8.shape == (70, 7) and np.allclose(p_int8.sum(1), 1, atol=1e-5)
+    assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
+    golden = Recognizer("default").predict(photo)[0]
+    fast = Recognizer("int8").predict(photo)[0]
+    assert fast.box == golden.box and fast.label == golden.label
+    assert abs(fast.score - golden.score) < 0.1
+    with pytest.raises(ModelError, match="bundled models: .*int8"):
+        OnnxClassifier("int9")
+
+
+def test_quantize_writes_a_model_that_keeps_the_metadata(tmp_path):
+    pytest.importorskip("onnxruntime.quantization")
+    from ferkit.quantize import quantize_model
+
+    faces, _ = tiny_faces(100, seed=1)
+    out = tmp_path / "q.onnx"
+    meta = quantize_model(OnnxClassifier().path, out, faces,
+                          base_meta={"temperature": 1.5, "format": "old"})
+    assert out.is_file() and meta["temperature"] == 1.5 and meta["format"] == "ferkit-onnx-1"
+    assert "metrics" not in meta and meta["quantization"]["calibration_faces"] == 100
+    assert OnnxClassifier(out).predict_probs(faces).shape == (100, 7)
+    with pytest.raises(ModelError, match="overwrite"):
+        quantize_model(out, out, faces)
+    with pytest.raises(ValueError, match="calibration faces"):
+        quantize_model(OnnxClassifier().path, tmp_path / "x.onnx", faces[:3])
+
+
+def test_detector_registry_auto_and_fallback(monkeypatch, photo):
+    yunet = create_detector("yunet")
+    assert type(create_detector()).__name__ == "YuNetDetector"
+    (d,) = yunet.detect(photo)
+    assert 0.5 <= d.confidence <= 1
+    assert len(create_detector("haar").detect(photo)) == 1
+    with pytest.raises(ValueError, match="did you mean 'yunet'"):
+        create_detector("yunett")
+    register_detector("none-found", lambda: type("Nothing", (), {"detect": lambda self, im: []})())
+    assert Recognizer(detector="none-found").predict(photo) == []
+    monkeypatch.setitem(sys.modules, "yuface", None)  # as if yuface were not installed
+    with pytest.warns(UserWarning, match="falling back to the Haar cascade"):
+        assert isinstance(create_detector("auto"), HaarDetector)
+    with pytest.raises(ImportError):
+        create_detector("yunet")
+
+
+def test_downscaled_detection_maps_boxes_back(photo):
+    class Fixed:
+        """Finds a face at (10, 20, 30, 40) of whatever image it gets; records the size."""
+
+        def detect(self, image):
+            self.shape = image.shape
+            return [Detection((10, 20, 30, 40), 0.9)]
+
+    det = Fixed()
+    big = np.zeros((600, 800, 3), np.uint8)
+    (d,) = detect_downscaled(det, big, 200)
+    assert det.shape == (150, 200, 3)
+    assert d.box == (40, 80, 120, 160) and d.confidence == 0.9
+    detect_downscaled(det, big, 1000)
+    assert det.shape == big.shape  # never enlarged
+    with pytest.raises(ValueError, match=">= 16"):
+        detect_downscaled(det, big, 8)
+    # the real detector on the real photo: the same face at full-size coordinates
+    full = Recognizer(detector="yunet").predict(photo)[0].box
+    half = Recognizer(detector="yunet", detect_width=photo.shape[1] // 2).predict(photo)[0].box
+    assert iou_matrix([full], [half])[0, 0] > 0.8, (full, half)
+    with pytest.raises(ValueError, match="detect_width"):
+        Recognizer(detect_width=4)
