@@ -148,10 +148,20 @@ def test_quantize_writes_a_model_that_keeps_the_metadata(tmp_path):
     faces, _ = tiny_faces(100, seed=1)
     out = tmp_path / "q.onnx"
     meta = quantize_model(OnnxClassifier().path, out, faces,
-                          base_meta={"temperature": 1.5, "format": "old"})
-    assert out.is_file() and meta["temperature"] == 1.5 and meta["format"] == "ferkit-onnx-1"
-    assert "metrics" not in meta and meta["quantization"]["calibration_faces"] == 100
+                          base_meta={"note": "carried", "temperature": 1.5, "format": "old"})
+    assert out.is_file() and meta["note"] == "carried" and meta["format"] == "ferkit-onnx-1"
+    # figures of the float model are dropped: measured again on the int8 one
+    assert "metrics" not in meta and "temperature" not in meta and "calibration" not in meta
+    assert meta["quantization"]["calibration_faces"] == 100
     assert OnnxClassifier(out).predict_probs(faces).shape == (100, 7)
+    # logits and probs stay float: no DequantizeLinear makes a graph output
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    outputs = {o.name for o in graph.output}
+    assert outputs == {"logits", "probs"}
+    assert all(n.op_type != "DequantizeLinear" for n in graph.node if outputs & set(n.output))
+    assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # and the rest is quantized
     with pytest.raises(ModelError, match="overwrite"):
         quantize_model(out, out, faces)
     with pytest.raises(ValueError, match="calibration faces"):

@@ -509,7 +509,9 @@ def _add_explain(sub) -> None:
                                    "predicted emotion; prints the faces' JSON.")
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("--model", help=".onnx model or .pt checkpoint (default: bundled model)")
-    p.add_argument("--detector", default="haar", help="face detector name (default: haar)")
+    p.add_argument("--detector", default="auto",
+                   help="face detector: yunet, haar, or auto = yunet if yuface is installed, else haar "
+                        "(default: auto, as for predict)")
     p.add_argument("--margin", type=float, default=0.1,
                    help="fraction of the face box added on each side (default 0.1)")
     p.add_argument("--out", default="runs/explain", help="folder for IMAGE_gradcam.png (default runs/explain)")

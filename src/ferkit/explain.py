@@ -219,7 +219,7 @@ def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarra
 
 
 def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: str | os.PathLike | None = None,
-                  detector: str = "haar", margin: float = 0.1) -> dict:
+                  detector: str = "auto", margin: float = 0.1) -> dict:
     """Grad-CAM of every face in a photo: writes ``out_dir/<stem>_gradcam.png`` (the photo
     with each face's heat map over its crop, boxes and labels drawn) and returns the
     faces as ``ferkit predict`` gives them, plus ``"gradcam"`` (the written path).

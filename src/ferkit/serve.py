@@ -204,7 +204,7 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
 
     Args:
         recognizer: detector + classifier shared by every request and connection;
-            ``None`` for ``Recognizer()`` (bundled model, Haar detector).
+            ``None`` for ``Recognizer()`` (bundled model, default detector).
         max_upload_bytes: largest image, in bytes, for ``POST /v1/predict`` (a multipart
             body may add :data:`FORM_OVERHEAD_BYTES`) and for one WebSocket frame; bigger
             ones get 413 (HTTP) or an error message (WebSocket).
