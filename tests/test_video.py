@@ -113,6 +113,24 @@ def test_fixture_video_reads_back_and_haar_finds_its_faces(clip):
     assert found == [faces_in(i) for i in range(N_FRAMES)]
 
 
+def test_reader_decodes_ahead_in_order_and_stops_its_thread_when_left_early(clip):
+    cap = cv2.VideoCapture(str(clip))
+    expected = [cap.read()[1] for _ in range(N_FRAMES)]
+    cap.release()
+    with VideoReader(clip, prefetch=2) as video:
+        got = [(i, t, frame) for i, t, frame in video]
+    assert [i for i, _, _ in got] == list(range(N_FRAMES))
+    assert [t for _, t, _ in got] == [i / FPS for i in range(N_FRAMES)]
+    assert all(np.array_equal(f, e) for (_, _, f), e in zip(got, expected))
+    video = VideoReader(clip, prefetch=2)
+    frames = iter(video)
+    for _ in range(3):
+        next(frames)
+    video.close()  # while the decoder is ahead and blocked on a full queue
+    stop, worker = video._decoding
+    assert stop.is_set() and not worker.is_alive() and video.frames_read == 3
+
+
 def test_timeline_tracks_gap_summary_and_outputs(clip, recognizer, tmp_path):
     out, csv_path, json_path, plot = (tmp_path / n for n in ("ann.mp4", "t.csv", "t.json", "t.png"))
     report = analyze_video(clip, StreamRecognizer(recognizer), out=out, csv_path=csv_path,

@@ -21,6 +21,8 @@ import csv
 import json
 import math
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,8 +343,13 @@ class VideoReader:
     could not decode): reading stops there and :attr:`error` says so, naming the file.
     Without an announced count the end of the frames cannot be told from an error.
 
+    Decoding runs ahead in a background thread (OpenCV releases the GIL while it decodes),
+    so the next frames decode while the caller works on this one; at most ``prefetch``
+    decoded frames wait, so memory stays bounded.
+
     Args:
         path: the video file (anything OpenCV's backends read: mp4, avi, mkv, ...).
+        prefetch: decoded frames that may wait for the caller (>= 1).
 
     Attributes:
         path: the file as given.
@@ -357,8 +364,10 @@ class VideoReader:
             cannot decode its first frame.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, prefetch: int = 4):
         self.path = Path(path)
+        self.prefetch = max(1, int(prefetch))
+        self._decoded = 0  # frames decoded so far (may run ahead of frames_read)
         if not self.path.exists():
             raise VideoReadError(f"{self.path}: no such file")
         if self.path.is_dir():
@@ -385,26 +394,56 @@ class VideoReader:
         try:
             ok, frame = self._cap.read()
         except cv2.error as exc:
-            self.error = f"{self.path}: OpenCV failed to decode frame {self.frames_read} ({exc})"
+            self.error = f"{self.path}: OpenCV failed to decode frame {self._decoded} ({exc})"
             return None
         if not ok or frame is None:
             return None
-        t = self.frames_read / self.fps if self.fps else self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        t = self._decoded / self.fps if self.fps else self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        self._decoded += 1
         return t, frame
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
         """Yield ``(frame_index, timestamp_s, frame)``, frame (H, W, 3) uint8 BGR."""
         item, self._first = self._first, None
-        while item is not None:
-            index = self.frames_read
-            self.frames_read += 1
-            yield index, item[0], item[1]
-            item = self._read()
+        if item is None:
+            return
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def decode() -> None:
+            while not stop.is_set():
+                nxt = self._read()
+                while not stop.is_set():
+                    try:
+                        ready.put(nxt, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if nxt is None:
+                    return
+
+        worker = threading.Thread(target=decode, name="ferkit-video-decode", daemon=True)
+        self._decoding = (stop, worker)
+        worker.start()
+        try:
+            while item is not None:
+                index = self.frames_read
+                self.frames_read += 1
+                yield index, item[0], item[1]
+                item = ready.get()
+        finally:  # also when the caller stops early: the decoder must be done before release
+            stop.set()
+            worker.join()
         if self.error is None and self.frame_count is not None and self.frames_read < self.frame_count:
             self.error = (f"{self.path}: video broke off after {self.frames_read} of the "
                           f"{self.frame_count} frames its header announces (truncated or corrupt)")
 
     def close(self) -> None:
+        """Stop the decoding thread, if one runs, and release the file."""
+        stop, worker = getattr(self, "_decoding", (None, None))
+        if worker is not None:
+            stop.set()
+            worker.join()
         self._cap.release()
 
     def __enter__(self) -> VideoReader:
