@@ -226,7 +226,7 @@ def _add_video(sub) -> None:
 
 def _cmd_video(args) -> int:
     from .recognize import Recognizer
-    from .video import StreamRecognizer, analyze_video, format_summary
+    from .video import StreamRecognizer, analyze_video
 
     stream = StreamRecognizer(Recognizer(args.model, detector=args.detector, margin=args.margin,
                                          threads=args.threads),
@@ -234,12 +234,19 @@ def _cmd_video(args) -> int:
                               max_missed=args.max_missed, alpha=args.alpha)
     report = analyze_video(args.input, stream, out=args.out, csv_path=args.csv, json_path=args.json,
                            plot=args.plot, fourcc=args.fourcc, progress=not args.no_progress)
-    print(format_summary(report.summary, Path(args.input).name))
+    return _print_stream_report(report, Path(args.input).name, "video")
+
+
+def _print_stream_report(report, name: str, command: str) -> int:
+    """Print a video or webcam run's summary, speed and files; exit code 1 if it broke off."""
+    from .video import format_summary
+
+    print(format_summary(report.summary, name))
     print(f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)")
     for path in report.written:
         print(f"wrote {path}")
     if report.error:
-        print(f"ferkit video: {report.error}; results up to there written", file=sys.stderr)
+        print(f"ferkit {command}: {report.error}; results up to there written", file=sys.stderr)
         return 1
     return 0
 
@@ -267,7 +274,7 @@ def _add_webcam(sub) -> None:
 
 def _cmd_webcam(args) -> int:
     from .recognize import Recognizer
-    from .video import StreamRecognizer, format_summary
+    from .video import StreamRecognizer
     from .webcam import check_window_support, run_webcam
 
     if not args.no_window:
@@ -277,14 +284,7 @@ def _cmd_webcam(args) -> int:
                               stride=args.stride, detect_scale=args.detect_scale, alpha=args.alpha)
     report = run_webcam(args.camera, stream, window=not args.no_window, out=args.out, csv_path=args.csv,
                         json_path=args.json, max_frames=args.max_frames)
-    print(format_summary(report.summary, report.path))
-    print(f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)")
-    for path in report.written:
-        print(f"wrote {path}")
-    if report.error:
-        print(f"ferkit webcam: {report.error}; results up to there written", file=sys.stderr)
-        return 1
-    return 0
+    return _print_stream_report(report, report.path, "webcam")
 
 
 def _add_serve(sub) -> None:
