@@ -1,7 +1,7 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
 Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``,
-``export``, ``quantize``, ``models``, ``report``, ``explain``, ``calibrate``.
+``export``, ``quantize``, ``ensemble``, ``models``, ``report``, ``explain``, ``calibrate``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
 """
@@ -464,6 +464,29 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="combine ONNX models into one ensemble model (needs ferkit[train])",
+                       description="One ONNX graph that runs every member on the same face and averages "
+                                   "their calibrated probabilities; use it like any ferkit model. Choose "
+                                   "the members and weights on val (ferkit evaluate --split val).")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="two or more .onnx models (with their .json) or bundled names")
+    p.add_argument("--out", required=True, help="path of the ensemble .onnx (metadata .json beside it)")
+    p.add_argument("--weights", type=float, nargs="+", metavar="W",
+                   help="one weight per member (normalised to sum 1; default equal)")
+
+
+def _cmd_ensemble(args) -> int:
+    from .ensemble import build_ensemble
+
+    meta = build_ensemble(args.models, args.out, weights=args.weights)
+    names = ", ".join(f"{m['file']} ({m['tta']} TTA, weight {m['weight']:.3f})" for m in meta["members"])
+    print(f"wrote {args.out} and its .json: {len(meta['members'])} members, {names}; "
+          f"{meta['parameters']:,} parameters; max |d probs| vs the members "
+          f"{meta['parity']['max_abs_diff_probs']:.1e}")
+    return 0
+
+
 def _add_models(sub) -> None:
     sub.add_parser("models", help="list the registered model names (needs ferkit[train])")
 
@@ -563,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explore(sub)
     _add_export(sub)
     _add_quantize(sub)
+    _add_ensemble(sub)
     _add_models(sub)
     _add_report(sub)
     _add_explain(sub)

@@ -94,6 +94,9 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
     meta = read_metadata(path)
     if "model" not in meta:
         raise ModelError(f"{path.with_suffix('.json')}: metadata lacks 'model' (the architecture name)")
+    if "members" in meta:
+        raise ModelError(f"{path}: an ensemble of {len(meta['members'])} models; explain one of its members "
+                         f"({', '.join(m['file'] for m in meta['members'])})")
     pre = Preprocessing.from_dict(meta["preprocessing"])
     model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta.get("in_chans", 1),
                          input_size=pre.input_size, **meta.get("model_args", {}))
