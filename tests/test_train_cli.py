@@ -185,3 +185,34 @@ def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     with torch.no_grad():
         plain = model(torch.from_numpy(x)).numpy()
     assert not np.allclose(logits, plain, atol=1e-2)  # the views do change the answer
+
+
+def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
+    from ferkit.checkpoint import build_model
+    from ferkit.data import load_fer2013
+    from ferkit.preprocess import Preprocessing
+    from ferkit.train import predict_logits
+
+    out = tmp_path / "ema"
+    args = ("train", "--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out,
+            "--no-progress", "--seed", 1, "--threads", 1, "--ema", 0.5, "--patience", 0)
+    assert run(*args, "--epochs", 1).returncode == 0
+    r = run(*args, "--epochs", 2, "--resume")  # the average survives a resume
+    assert r.returncode == 0, r.stderr
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    ema = {k[len("module."):]: v for k, v in last["ema_state"].items() if k.startswith("module.")}
+    assert int(last["ema_state"]["n_averaged"]) > 1
+    assert set(ema) == set(last["state_dict"])
+    w = "features.0.weight"
+    assert not torch.allclose(ema[w], last["state_dict"][w])  # an average, not the raw weights
+    model = build_model(last)
+    model.load_state_dict(ema)
+    val = load_fer2013(tiny_csv)["val"]
+    acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
+                 == val.targets).mean())
+    assert acc == pytest.approx(last["history"][-1]["val_acc"])
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    if best["epoch"] == 2:
+        assert torch.equal(best["state_dict"][w], ema[w])
+    assert run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--ema", 1.5,
+               "--out", tmp_path / "bad", "--no-progress").returncode == 2

@@ -57,6 +57,10 @@ class TrainConfig:
         equalize: histogram-equalise every face (train faces once at load; val, test and
             photo crops through :func:`ferkit.preprocess.prepare_faces`), recorded in the
             model's preprocessing.
+        ema: decay per optimisation step of an exponential moving average of the weights
+            and batch-norm statistics (Polyak & Juditsky, 1992; as timm's ``ModelEma``),
+            0 = off. When on, val is measured on the averaged weights, and ``best.pt``
+            holds them; 0.999 averages over about the last 1,000 steps.
         init: start from the weights of this ferkit checkpoint (same model and classes;
             e.g. a second, low-LR stage with lighter augmentation) instead of random ones.
         seed: seeds weights, shuffling, augmentation and dropout.
@@ -87,6 +91,7 @@ class TrainConfig:
     flip: bool = True
     erase: float = 0.0
     equalize: bool = False
+    ema: float = 0.0
     init: str = ""
     seed: int = 0
     threads: int = 0
@@ -226,6 +231,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if cfg.init:
         _init_from(model, cfg, data.class_names)
     model = model.to(memory_format=torch.channels_last)
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1), got {cfg.ema}")
+    ema = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        if cfg.ema else None)
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
     meta = checkpoint_meta(cfg.model, cfg.model_args, data.class_names, pre)
@@ -234,6 +244,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
+        if ema is not None:
+            if "ema_state" not in state:
+                raise ValueError(f"{last_path} was trained without ema; resume it with ema: 0")
+            ema.load_state_dict(state["ema_state"])
         opt.load_state_dict(state["optimizer"])
         if state["config"]["epochs"] == cfg.epochs or cfg.schedule == "plateau":
             sched.load_state_dict(state["scheduler"])
@@ -270,6 +284,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if cfg.schedule != "plateau":
                 sched.step()
             loss_sum += loss.item() * len(y)
@@ -278,7 +294,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
-        val_logits = torch.from_numpy(predict_logits(model, va.images, pre))
+        evaluated = model if ema is None else ema.module  # the weights val measures and best.pt keeps
+        val_logits = torch.from_numpy(predict_logits(evaluated, va.images, pre))
         y_va = torch.from_numpy(va.targets)
         val_loss = float(F.cross_entropy(val_logits, y_va))
         val_acc = float((val_logits.argmax(1) == y_va).float().mean())
@@ -291,14 +308,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         improved = val_acc > best_acc
         if improved:
             best_acc, bad_epochs = val_acc, 0
-            save_checkpoint(best_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
+            save_checkpoint(best_path, meta, evaluated, epoch=epoch + 1, val_acc=val_acc,
                             config=dataclasses.asdict(cfg))
         else:
             bad_epochs += 1
         save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
                         config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
-                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history)
+                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history,
+                        **({} if ema is None else {"ema_state": ema.state_dict()}))
         write_history(out, history)
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | "
