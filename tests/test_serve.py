@@ -283,3 +283,42 @@ def test_ferkit_serve_option_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)  # as if the extra were not installed
     assert main(["serve"]) == 2
     assert "pip install 'ferkit[serve]'" in capsys.readouterr().err
+
+
+def test_stream_refuses_foreign_origins_and_caps_streams(photo):
+    from websockets.exceptions import InvalidStatus
+
+    from ferkit.serve import origin_allowed
+
+    assert origin_allowed(None, "127.0.0.1:8000")  # not a browser
+    assert origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000")
+    assert not origin_allowed("http://127.0.0.1:8001", "127.0.0.1:8000")
+    assert not origin_allowed("https://evil.example", "127.0.0.1:8000")
+    assert origin_allowed("https://ok.example/", "127.0.0.1:8000", ("https://ok.example",))
+    app = create_app(Recognizer(threads=1), max_upload_bytes=MAX_UPLOAD, max_streams=1,
+                     allowed_origins=("https://ok.example",))
+    with live_server(app) as url:
+        host = url.split("//")[1]
+        with pytest.raises(InvalidStatus) as refused:
+            connect(_ws_url(url), origin="https://evil.example")
+        assert refused.value.response.status_code == 403
+        with connect(_ws_url(url), origin=f"http://{host}") as first:  # the page's own origin
+            first.send(photo)
+            assert json.loads(first.recv(timeout=30))["type"] == "faces"
+            with connect(_ws_url(url), origin="https://ok.example") as second:  # allowed, but over the cap
+                busy = json.loads(second.recv(timeout=30))
+                assert busy["type"] == "error" and "busy" in busy["detail"]
+                with pytest.raises(Exception):
+                    second.recv(timeout=30)
+                assert second.close_code == 1013
+        deadline = time.monotonic() + 10
+        while True:  # the slot is free once the server has seen the first stream end
+            with connect(_ws_url(url)) as again:
+                again.send(photo)
+                answer = json.loads(again.recv(timeout=30))
+            if answer["type"] == "faces" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert answer["type"] == "faces", answer
+    with pytest.raises(ValueError, match="max_streams"):
+        create_app(Recognizer(threads=1), max_streams=0)

@@ -302,6 +302,11 @@ def _add_serve(sub) -> None:
     _add_recognizer_options(p)
     p.add_argument("--alpha", type=float, default=0.3,
                    help="live stream smoothing: weight of the newest probabilities per frame (default 0.3)")
+    p.add_argument("--max-streams", type=int, default=8,
+                   help="live WebSocket streams open at once (default 8); more are told to retry later")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from this origin (e.g. https://example.org) open live streams; "
+                        "repeatable; by default only the app's own page may")
     p.add_argument("--ssl-certfile", help="PEM certificate for https")
     p.add_argument("--ssl-keyfile", help="PEM private key for https")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -325,7 +330,8 @@ def _cmd_serve(args) -> int:
         if path and not Path(path).is_file():
             raise FerkitError(f"--{option.replace('_', '-')} {path}: no such file")
     app = create_app(Recognizer(args.model, detector=args.detector, margin=args.margin),
-                     max_upload_bytes=int(args.max_upload_mb * 1_000_000), alpha=args.alpha)
+                     max_upload_bytes=int(args.max_upload_mb * 1_000_000), alpha=args.alpha,
+                     max_streams=args.max_streams, allowed_origins=tuple(args.allow_origin))
     scheme = "https" if args.ssl_certfile else "http"
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     print(f"ferkit serve: open {scheme}://{shown}:{args.port}/ (API docs at /docs); Ctrl-C stops", flush=True)

@@ -198,8 +198,31 @@ class _Latest:
         return item
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...] = ()) -> bool:
+    """Whether a WebSocket handshake's ``Origin`` may connect (protection against
+    cross-site WebSocket hijacking, RFC 6455 section 10.2: browsers always send ``Origin``,
+    other clients need not).
+
+    Args:
+        origin: the ``Origin`` header (``scheme://host[:port]``), ``None`` when absent.
+        host: the ``Host`` header the client connected to.
+        allowed: more origins to let in, exactly as browsers send them
+            (``https://example.org:8443``); ``"*"`` lets every origin in.
+
+    Returns:
+        True for no ``Origin`` (not a browser), the page's own origin (same host and port
+        as ``Host``), or an allowed one.
+    """
+    from urllib.parse import urlsplit
+
+    if origin is None or "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return True
+    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+
 def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               *, alpha: float = 0.3, max_missed: int = 5) -> FastAPI:
+               *, alpha: float = 0.3, max_missed: int = 5, max_streams: int = 8,
+               allowed_origins: tuple[str, ...] = ()) -> FastAPI:
     """The ferkit web app (FastAPI; run it with uvicorn, or ``ferkit serve``).
 
     Args:
@@ -211,6 +234,10 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         alpha: per-frame smoothing weight of each WebSocket track's probabilities, in
             (0, 1] (see :class:`~ferkit.video.StreamRecognizer`).
         max_missed: frames a WebSocket track may go undetected before it ends.
+        max_streams: WebSocket streams open at once; one more gets an error message and
+            is closed with code 1013 (try again later). Every stream shares the cores.
+        allowed_origins: browser origins besides the page's own that may open a stream
+            (see :func:`origin_allowed`); others are refused with HTTP 403 at the handshake.
 
     Returns:
         The application; ``app.state.recognizer``, ``app.state.max_upload_bytes`` and
@@ -218,12 +245,17 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         for uvicorn's ``ws_max_size``) hold the settings.
 
     Raises:
-        ValueError: ``max_upload_bytes`` < 1, or ``alpha`` / ``max_missed`` out of range.
+        ValueError: ``max_upload_bytes`` or ``max_streams`` < 1, or ``alpha`` /
+            ``max_missed`` out of range.
     """
     from .video import StreamRecognizer
 
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+    if max_streams < 1:
+        raise ValueError(f"max_streams must be >= 1, got {max_streams}")
+    allowed_origins = tuple(allowed_origins)
+    open_streams = [0]  # changed only on the event loop's thread
     rec = recognizer if recognizer is not None else Recognizer()
     StreamRecognizer(rec, alpha=alpha, max_missed=max_missed)  # bad settings fail here, not per connection
     lock = threading.Lock()  # one inference at a time: ONNX Runtime already uses every core
@@ -316,8 +348,21 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         """Live frames: send JPEG/PNG bytes as binary messages, get one JSON answer per frame
         processed (:func:`stream_message`), or ``{"type": "error", "detail": ...}`` for a
         frame that cannot be used (the connection stays open). When frames arrive faster
-        than they are processed, only the newest waiting one is processed."""
+        than they are processed, only the newest waiting one is processed. Browsers may
+        connect only from the page's own origin (or an allowed one); at most
+        ``max_streams`` streams are open at once."""
+        if not origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host"), allowed_origins):
+            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+            return
         await websocket.accept()
+        if open_streams[0] >= max_streams:
+            try:
+                await websocket.send_json({"type": "error", "detail": f"server busy: {max_streams} streams "
+                                                                      "are open (the limit); try again later"})
+                await websocket.close(code=1013)
+            except Exception:  # the client already left
+                pass
+            return
         tracker = StreamRecognizer(rec, alpha=alpha, max_missed=max_missed)
         mailbox = _Latest()
 
@@ -341,6 +386,7 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
                 faces = tracker.process(image)
             return image.shape[1], image.shape[0], faces, (time.perf_counter() - start) * 1000
 
+        open_streams[0] += 1
         receiver = asyncio.create_task(receive_loop())
         try:
             while (item := await mailbox.get()) is not None:
@@ -363,6 +409,7 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client went away mid-answer; nothing else is affected
         finally:
+            open_streams[0] -= 1
             receiver.cancel()
             if websocket.client_state == WebSocketState.CONNECTED:
                 try:
