@@ -211,6 +211,8 @@ def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
     acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
                  == val.targets).mean())
     assert acc == pytest.approx(last["history"][-1]["val_acc"])
+    assert 0 <= last["history"][-1]["val_acc_raw"] <= 1  # the raw weights' val accuracy, on record
+    assert "val_acc_raw" in (out / "history.csv").read_text().splitlines()[0]
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     if best["epoch"] == 2:
         assert torch.equal(best["state_dict"][w], ema[w])

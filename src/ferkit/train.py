@@ -304,6 +304,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             sched.step(val_acc)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0}
+        if ema is not None:  # the raw weights too, so the average's gain is on record
+            raw = predict_logits(model, va.images, pre).argmax(1)
+            row["val_acc_raw"] = float((raw == va.targets).mean())
+        raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if ema is not None else ""
         history.append(row)
         improved = val_acc > best_acc
         if improved:
@@ -319,7 +323,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                         **({} if ema is None else {"ema_state": ema.state_dict()}))
         write_history(out, history)
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-              f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''} | lr {lr:.2e} | "
+              f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}"
+              f"{raw_note} | lr {lr:.2e} | "
               f"{row['seconds']:.0f} s", flush=True)
     if bad_epochs >= cfg.patience > 0:
         print(f"early stop: no better val accuracy in {cfg.patience} epochs")
@@ -344,7 +349,8 @@ def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
 def write_history(out: Path, history: list[dict]) -> None:
     """Write ``history.csv`` and ``curves.png`` (loss, accuracy and LR per epoch)."""
     with open(out / "history.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        extra = [k for k in ("val_acc_raw",) if any(k in row for row in history)]
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS + extra)
         w.writeheader()
         w.writerows(history)
     from .plots import plot_curves
