@@ -41,10 +41,12 @@ serve: $(VENV)/.test
 
 install: $(VENV)/.test
 
-## train: both stages of the bundled model's recipe on FER2013 (stage 1 resumes if interrupted)
+## train: the four stages of the bundled model's recipe on FER2013 (each resumes if interrupted)
 train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) $(if $(wildcard runs/default-restart/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) $(if $(wildcard runs/default-polish/last.pt),--resume)
 
 ## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
