@@ -48,16 +48,16 @@ train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) $(if $(wildcard runs/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) $(if $(wildcard runs/default-polish/last.pt),--resume)
 
-## bundle: export stage 2 (chosen on val) with flip TTA as the bundled model; record its val and test figures; fit its temperature on val
+## bundle: export stage 4 (chosen on val) with crops TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/default-ft/best.pt --out src/ferkit/weights/default.onnx --tta flip
+	$(BIN)/ferkit export runs/default-polish/best.pt --out src/ferkit/weights/default.onnx --tta crops
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)
 
-## bundle-int8: the int8 model: single-pass export of stage 2, quantized on 1000 training faces (settings chosen on val)
+## bundle-int8: the int8 model: single-pass export of stage 4, quantized on 1000 training faces (settings chosen on val)
 bundle-int8: $(VENV)/.test
-	$(BIN)/ferkit export runs/default-ft/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit export runs/default-polish/best.pt --out runs/int8/float.onnx
 	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test

@@ -5,9 +5,10 @@ Gradient-based Localization", ICCV 2017): the activations A (B, K, h, w) of a la
 convolutional layer are weighted by the spatial mean of the gradient of the class logit
 with respect to them, summed over channels and passed through a ReLU; the map is then
 upsampled to the input size. ferkit takes A at the input of the model's last max-pool
-(the last convolutional stage's output). For a model with flip test-time augmentation
-the logit is the mean over the face and its mirror image, so both passes contribute and
-the mirrored map is flipped back before the ReLU.
+(the last convolutional stage's output). For a model with test-time augmentation the
+logit is the mean over its views (:func:`ferkit.export.tta_views`), so every pass
+contributes: each view's map is upsampled and mapped back onto the face (the mirror
+image's flipped back, each zoomed crop's shrunk back to its place) before the ReLU.
 
 Needs PyTorch (``pip install 'ferkit[train]'``); the ONNX models are rebuilt as PyTorch
 modules from their own weights by :func:`torch_model_from_onnx`.
@@ -45,6 +46,8 @@ class TorchModel:
         class_names: the C class names.
         preprocessing: its :class:`~ferkit.preprocess.Preprocessing`.
         flip_tta: average the logits of each face and its mirror image (as the ONNX graph does).
+        tta: the ONNX graph's test-time augmentation (``"none"``, ``"flip"``, ``"crops"``;
+            :func:`ferkit.export.tta_views`); ``flip_tta`` = True stands for ``"flip"``.
         temperature: T of the calibrated probabilities ``softmax(logits / T)``.
     """
 
@@ -53,14 +56,28 @@ class TorchModel:
     preprocessing: object
     flip_tta: bool = False
     temperature: float = 1.0
+    tta: str = "none"
+
+    def __post_init__(self):
+        if self.flip_tta and self.tta == "none":
+            self.tta = "flip"
+        self.flip_tta = self.tta == "flip"
+
+    def views(self, images):
+        """The test-time views of (B, 1, S, S) images: ``[(view, where), ...]`` as
+        :func:`ferkit.export.tta_views` (the ONNX graph's own views)."""
+        from .export import tta_views
+
+        return tta_views(images, self.tta)
 
     def logits(self, images):
-        """(B, 1, S, S) float32 tensor -> (B, C) logits tensor, with flip TTA if the model has it."""
-        torch = require_torch()
-        out = self.model(images)
-        if self.flip_tta:
-            out = 0.5 * (out + self.model(torch.flip(images, dims=[3])))
-        return out
+        """(B, 1, S, S) float32 tensor -> (B, C) logits tensor: the mean over the
+        model's test-time views, as the ONNX graph computes it."""
+        views = self.views(images)
+        out = self.model(views[0][0])
+        for view, _ in views[1:]:
+            out = out + self.model(view)
+        return out / len(views)
 
 
 def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
@@ -111,8 +128,8 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
                          f"wrong shape {wrong[:5]}")
     state.update({k: v for k, v in weights.items() if k in state})
     model.load_state_dict(state)
-    return TorchModel(model.eval(), tuple(meta["class_names"]), pre, meta.get("tta") == "flip",
-                      float(meta.get("temperature", 1.0)))
+    return TorchModel(model.eval(), tuple(meta["class_names"]), pre,
+                      temperature=float(meta.get("temperature", 1.0)), tta=meta.get("tta", "none"))
 
 
 def load_torch_model(path: str | os.PathLike | None) -> TorchModel:
@@ -174,12 +191,20 @@ def grad_cam(tm: TorchModel, images: np.ndarray, targets: np.ndarray | None = No
                 cls = logits.argmax(1) if targets is None else torch.as_tensor(targets[i:i + batch_size])
                 score = logits.gather(1, cls.long().view(-1, 1)).sum()
                 grads = torch.autograd.grad(score, acts)
-            lin = 0
-            for k, (a, g) in enumerate(zip(acts, grads)):
+            s = x.shape[-1]
+            lin = torch.zeros(x.shape[0], 1, s, s)
+            for (a, g), (_, where) in zip(zip(acts, grads), tm.views(x)):
                 m = (g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)  # (B, 1, h, w)
-                lin = lin + (torch.flip(m, dims=[3]) if k == 1 and tm.flip_tta else m)
-            cam = F.interpolate(torch.relu(lin), size=x.shape[-2:], mode="bilinear", align_corners=False)
-            cam = cam[:, 0].detach()  # (B, S, S)
+                m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)  # over the view
+                if where == ("flip",):  # the mirror pass, mapped back onto the face
+                    lin = lin + torch.flip(m, dims=[3])
+                elif where:  # a zoomed crop, shrunk back onto its place in the face
+                    _, y0, x0, c = where
+                    m = F.interpolate(m, size=(c, c), mode="bilinear", align_corners=False)
+                    lin = lin + F.pad(m, (x0, s - x0 - c, y0, s - y0 - c))
+                else:
+                    lin = lin + m
+            cam = torch.relu(lin)[:, 0].detach()  # (B, S, S)
             peak = cam.flatten(1).max(1).values.clamp_min(1e-12).view(-1, 1, 1)
             cams.append((cam / peak).numpy())
             all_logits.append(logits.detach().numpy())

@@ -46,20 +46,39 @@ class _WithProbs(nn.Module):
         self.tta = tta
 
     def forward(self, images: torch.Tensor):
-        logits = self.model(images)  # (B, C)
-        if self.tta != "none":
-            views = [torch.flip(images, dims=[3])]
-            if self.tta == "crops":
-                s = images.shape[-1]
-                c = round(s * CROP_FRACTION)
-                for y, x in ((0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)):
-                    crop = images[:, :, y:y + c, x:x + c]
-                    views.append(nn.functional.interpolate(crop, size=(s, s), mode="bilinear",
-                                                           align_corners=False))
-            for view in views:
-                logits = logits + self.model(view)
-            logits = logits / (1 + len(views))
+        views = tta_views(images, self.tta)
+        logits = self.model(views[0][0])  # (B, C)
+        for view, _ in views[1:]:
+            logits = logits + self.model(view)
+        logits = logits / len(views)
         return logits, torch.softmax(logits, dim=1)
+
+
+def tta_views(images: torch.Tensor, tta: str) -> list[tuple[torch.Tensor, tuple]]:
+    """The test-time views of a batch, as the exported graph builds them.
+
+    Args:
+        images: (B, C, S, S) float32 model input.
+        tta: ``"none"``, ``"flip"`` or ``"crops"`` (see :class:`_WithProbs`).
+
+    Returns:
+        ``[(view, where), ...]``, each view (B, C, S, S); ``where`` says how to map a
+        map over the view back onto the face: ``()`` the face itself, ``("flip",)`` its
+        mirror image, ``("crop", y, x, c)`` the c x c crop at row y, column x resized to S.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_MODES)}")
+    views: list[tuple[torch.Tensor, tuple]] = [(images, ())]
+    if tta != "none":
+        views.append((torch.flip(images, dims=[3]), ("flip",)))
+    if tta == "crops":
+        s = images.shape[-1]
+        c = round(s * CROP_FRACTION)
+        for y, x in ((0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)):
+            crop = images[:, :, y:y + c, x:x + c]
+            views.append((nn.functional.interpolate(crop, size=(s, s), mode="bilinear", align_corners=False),
+                          ("crop", y, x, c)))
+    return views
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 18,
