@@ -72,12 +72,10 @@ class TorchModel:
 
     def logits(self, images):
         """(B, 1, S, S) float32 tensor -> (B, C) logits tensor: the mean over the
-        model's test-time views, as the ONNX graph computes it."""
-        views = self.views(images)
-        out = self.model(views[0][0])
-        for view, _ in views[1:]:
-            out = out + self.model(view)
-        return out / len(views)
+        model's test-time views, by the module the ONNX graph was exported from."""
+        from .export import _WithProbs
+
+        return _WithProbs(self.model, self.tta)(images)[0]
 
 
 def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
