@@ -42,9 +42,9 @@ def main() -> None:
     print(f"{'tta':<6}{'weights':<10}{'scales':<13}{'val acc':>9}{'macro F1':>10}{'agree':>8}"
           f"{'MB':>6}{'ms b1':>8}{'ms b64':>8}")
     with tempfile.TemporaryDirectory() as tmp:
-        for tta in (False, True):
+        for tta in ("none", "flip"):
             float_path = Path(tmp) / f"float_{tta}.onnx"
-            export_onnx(args.checkpoint, float_path, flip_tta=tta)
+            export_onnx(args.checkpoint, float_path, tta=tta)
             ref = OnnxClassifier(float_path)
             ref_probs = softmax(ref.predict_logits(val.images))
             rows = [("float", "-", float_path, ref)]
@@ -59,7 +59,7 @@ def main() -> None:
                 probs = softmax(clf.predict_logits(val.images))
                 m = compute_metrics(val.targets, probs, clf.class_names)
                 agree = float((probs.argmax(1) == ref_probs.argmax(1)).mean())
-                print(f"{'flip' if tta else 'none':<6}{weights:<10}{scales:<13}{m['accuracy']:>9.4f}"
+                print(f"{tta:<6}{weights:<10}{scales:<13}{m['accuracy']:>9.4f}"
                       f"{m['macro_f1']:>10.4f}{agree:>8.4f}{path.stat().st_size / 2**20:>6.2f}"
                       f"{ms_per_face(clf, val.images, 1):>8.3f}{ms_per_face(clf, val.images, 64):>8.3f}",
                       flush=True)

@@ -45,23 +45,16 @@ class TorchModel:
         model: the ``nn.Module`` (eval mode), images (B, 1, S, S) float32 -> logits (B, C).
         class_names: the C class names.
         preprocessing: its :class:`~ferkit.preprocess.Preprocessing`.
-        flip_tta: average the logits of each face and its mirror image (as the ONNX graph does).
-        tta: the ONNX graph's test-time augmentation (``"none"``, ``"flip"``, ``"crops"``;
-            :func:`ferkit.export.tta_views`); ``flip_tta`` = True stands for ``"flip"``.
         temperature: T of the calibrated probabilities ``softmax(logits / T)``.
+        tta: the ONNX graph's test-time augmentation, whose views' logits are averaged
+            (``"none"``, ``"flip"``, ``"crops"``; :func:`ferkit.export.tta_views`).
     """
 
     model: object
     class_names: tuple[str, ...]
     preprocessing: object
-    flip_tta: bool = False
     temperature: float = 1.0
     tta: str = "none"
-
-    def __post_init__(self):
-        if self.flip_tta and self.tta == "none":
-            self.tta = "flip"
-        self.flip_tta = self.tta == "flip"
 
     def views(self, images):
         """The test-time views of (B, 1, S, S) images: ``[(view, where), ...]`` as
@@ -145,7 +138,7 @@ def load_torch_model(path: str | os.PathLike | None) -> TorchModel:
 
         model, ckpt = load_checkpoint(path)
         return TorchModel(model, tuple(ckpt["class_names"]), Preprocessing.from_dict(ckpt["preprocessing"]),
-                          False, float(ckpt.get("temperature", 1.0)))
+                          temperature=float(ckpt.get("temperature", 1.0)))
     raise ModelError(f"{path}: expected an .onnx model or a .pt checkpoint")
 
 
