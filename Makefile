@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train bundle bundle-int8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train member bundle bundle-int8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) $(if $(wildcard runs/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) $(if $(wildcard runs/default-polish/last.pt),--resume)
+
+## member: the same four stages from other seeds (SEED, SEED+1, ...) into OUT, an independent network for ensembles (make member SEED=10 OUT=runs/m10; each stage resumes)
+SEED ?= 10
+OUT  ?= runs/m$(SEED)
+member: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) --seed $(SEED) --out $(OUT)/default $(if $(wildcard $(OUT)/default/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) --seed $$(($(SEED) + 1)) --init $(OUT)/default/best.pt --out $(OUT)/default-ft $(if $(wildcard $(OUT)/default-ft/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
 ## bundle: export stage 4 (chosen on val) with crops TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test

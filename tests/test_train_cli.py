@@ -218,3 +218,23 @@ def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
         assert torch.equal(best["state_dict"][w], ema[w])
     assert run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--ema", 1.5,
                "--out", tmp_path / "bad", "--no-progress").returncode == 2
+
+
+def test_time_budget_runs_one_cycle_on_the_clock(tiny_csv, tmp_path):
+    out = tmp_path / "budget"
+    budget_min, lr = 0.2, 0.02
+    r = run("train", "--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out,
+            "--no-progress", "--seed", 1, "--threads", 1, "--epochs", 10_000, "--lr", lr,
+            "--budget", budget_min, "--patience", 0)
+    assert r.returncode == 0, r.stderr
+    assert "time budget of 0.2 min spent" in r.stdout
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    rows = last["history"]
+    assert 2 <= len(rows) < 10_000  # stopped by the clock, not by --epochs
+    assert last["elapsed"] <= budget_min * 60 + 2.0  # the last val pass may overrun a little
+    lrs = [row["lr"] for row in rows]
+    assert max(lrs) > 0.5 * lr  # the schedule reached its peak within the budget...
+    assert lrs[-1] < 0.2 * lr  # ...and had annealed by its end
+    bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--budget", 1,
+              "--schedule", "cosine", "--out", tmp_path / "bad", "--no-progress")
+    assert bad.returncode == 2 and "onecycle" in bad.stderr

@@ -34,6 +34,9 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--budget", type=float,
+                   help="wall-time budget in minutes: the one-cycle schedule runs on time and "
+                        "training stops when it is spent (--epochs stays the upper bound; 0: off)")
     p.add_argument("--ema", type=float, help="decay per step of a weight moving average (0: off; e.g. 0.999)")
     p.add_argument("--init", help="start from the weights of this checkpoint (same model and classes)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
@@ -50,7 +53,7 @@ def _cmd_train(args) -> int:
 
     options = load_config(args.config) if args.config else {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
-                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "ema", "equalize", "init", "threads",
+                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "equalize", "init", "threads",
                 "skip_bad"):
         value = getattr(args, key)
         if value is not None:

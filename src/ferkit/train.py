@@ -61,6 +61,13 @@ class TrainConfig:
             and batch-norm statistics (Polyak & Juditsky, 1992; as timm's ``ModelEma``),
             0 = off. When on, val is measured on the averaged weights, and ``best.pt``
             holds them; 0.999 averages over about the last 1,000 steps.
+        budget: wall-time budget of the whole run, minutes (0 = off). With a budget the
+            one-cycle schedule runs on time instead of steps: the LR at each step is the
+            one-cycle LR at ``elapsed / budget`` of the way through, and training stops
+            when the next val pass would overrun the budget (the last epoch may then be
+            partial; it is evaluated and can be the best). ``epochs`` stays the upper
+            bound. The run fits the budget on any machine, but its number of steps, and so
+            its result, depends on the machine's speed. Needs ``schedule: onecycle``.
         init: start from the weights of this ferkit checkpoint (same model and classes;
             e.g. a second, low-LR stage with lighter augmentation) instead of random ones.
         seed: seeds weights, shuffling, augmentation and dropout.
@@ -92,6 +99,7 @@ class TrainConfig:
     erase: float = 0.0
     equalize: bool = False
     ema: float = 0.0
+    budget: float = 0.0
     init: str = ""
     seed: int = 0
     threads: int = 0
@@ -189,6 +197,11 @@ def _make_scheduler(opt, cfg: TrainConfig, steps: int, last_step: int = -1):
     raise ValueError(f"unknown schedule {cfg.schedule!r}: expected onecycle, cosine or plateau")
 
 
+#: Virtual length in steps of a time-budgeted one-cycle schedule: the step it is at is
+#: ``elapsed / budget`` of this.
+_BUDGET_STEPS = 100_000
+
+
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
 
@@ -205,8 +218,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         FileNotFoundError, DataError: the data cannot be loaded.
         ValueError: an unknown model, optimizer, schedule or class set.
     """
+    started = time.time()
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
+    if cfg.budget < 0 or (cfg.budget and cfg.schedule != "onecycle"):
+        raise ValueError(f"budget must be >= 0 minutes and needs schedule onecycle "
+                         f"(got budget {cfg.budget}, schedule {cfg.schedule!r})")
     if last_path.exists() and not resume:
         raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                               "or choose another --out")
@@ -237,10 +254,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         if cfg.ema else None)
     steps_per_epoch = len(tr) // cfg.batch_size
-    opt, sched = _make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
+    opt, sched = _make_optimizer(model, cfg, _BUDGET_STEPS if cfg.budget else steps_per_epoch * cfg.epochs)
     meta = checkpoint_meta(cfg.model, cfg.model_args, data.class_names, pre)
     history: list[dict] = []
-    start, best_acc, bad_epochs = 0, -1.0, 0
+    start, best_acc, bad_epochs, spent = 0, -1.0, 0, 0.0
     if resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
@@ -249,7 +266,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 raise ValueError(f"{last_path} was trained without ema; resume it with ema: 0")
             ema.load_state_dict(state["ema_state"])
         opt.load_state_dict(state["optimizer"])
-        if state["config"]["epochs"] == cfg.epochs or cfg.schedule == "plateau":
+        if state["config"].get("budget", 0.0) != cfg.budget:
+            raise ValueError(f"{last_path} was trained with budget {state['config'].get('budget', 0.0)} "
+                             f"minutes; resume it with the same budget")
+        if state["config"]["epochs"] == cfg.epochs or cfg.schedule == "plateau" or cfg.budget:
             sched.load_state_dict(state["scheduler"])
         else:  # --epochs changed: the rest of the schedule is stretched to the new end
             sched = _make_scheduler(opt, cfg, steps_per_epoch * cfg.epochs,
@@ -257,6 +277,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         torch.set_rng_state(state["torch_rng"])
         start, best_acc, bad_epochs = state["epoch"], state["best_val_acc"], state["bad_epochs"]
         history = state["history"]
+        spent = state.get("elapsed", 0.0)
         print(f"resuming {out} after epoch {start} (best val accuracy {best_acc:.4f})")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -264,8 +285,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     print(f"{cfg.model}: {n_params / 1e6:.2f} M parameters; {len(tr)} train / {len(va)} val faces; "
           f"classes {', '.join(data.class_names)}; {torch.get_num_threads()} threads")
 
+    budget_s, val_s = cfg.budget * 60.0, 0.0
+
+    def elapsed() -> float:  # seconds of this run so far, across resumes
+        return spent + time.time() - started
+
+    out_of_time = bool(cfg.budget) and elapsed() >= budget_s
     for epoch in range(start, cfg.epochs):
-        if bad_epochs >= cfg.patience > 0:
+        if bad_epochs >= cfg.patience > 0 or out_of_time:
             break
         t0 = time.time()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -275,6 +302,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress, mininterval=2.0, leave=False)
         for step in bar:
+            if cfg.budget and elapsed() + val_s >= budget_s:
+                out_of_time = True
+                break
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = augment(_to_unit(x_tr[idx]), cfg, gen)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
@@ -286,6 +316,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
+            if cfg.budget:  # one-cycle on time: move the schedule to this point of the budget
+                sched.last_epoch = min(int(elapsed() / budget_s * _BUDGET_STEPS), _BUDGET_STEPS - 1) - 1
             if cfg.schedule != "plateau":
                 sched.step()
             loss_sum += loss.item() * len(y)
@@ -294,6 +326,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
+        if seen == 0:  # the budget ran out before this epoch's first step
+            break
+        t_val = time.time()
         evaluated = model if ema is None else ema.module  # the weights val measures and best.pt keeps
         val_logits = torch.from_numpy(predict_logits(evaluated, va.images, pre))
         y_va = torch.from_numpy(va.targets)
@@ -319,13 +354,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
                         config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
-                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history,
+                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history, elapsed=elapsed(),
                         **({} if ema is None else {"ema_state": ema.state_dict()}))
         write_history(out, history)
+        val_s = time.time() - t_val  # what the end of an epoch costs, kept free in a budget
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}"
               f"{raw_note} | lr {lr:.2e} | "
               f"{row['seconds']:.0f} s", flush=True)
+    if out_of_time:
+        print(f"time budget of {cfg.budget:g} min spent after {elapsed() / 60:.1f} min")
     if bad_epochs >= cfg.patience > 0:
         print(f"early stop: no better val accuracy in {cfg.patience} epochs")
     print(f"best val accuracy {best_acc:.4f}: {best_path}")
