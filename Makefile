@@ -49,8 +49,8 @@ train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) $(if $(wildcard runs/default-polish/last.pt),--resume)
 
 ## member: the same four stages from other seeds (SEED, SEED+1, ...) into OUT, an independent network for ensembles (make member SEED=10 OUT=runs/m10; each stage resumes)
-SEED ?= 10
-OUT  ?= runs/m$(SEED)
+SEED := 10
+OUT   = runs/m$(SEED)
 member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) --seed $(SEED) --out $(OUT)/default $(if $(wildcard $(OUT)/default/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) --seed $$(($(SEED) + 1)) --init $(OUT)/default/best.pt --out $(OUT)/default-ft $(if $(wildcard $(OUT)/default-ft/last.pt),--resume)
