@@ -133,6 +133,28 @@ def test_equalize_training_records_it(tiny_csv, tmp_path):
     assert ckpt["preprocessing"]["equalize"] is True
 
 
+def test_smaller_input_size_trains_exports_and_classifies_48px_faces(tiny_csv, tmp_path):
+    out, onnx_path = tmp_path / "s32", tmp_path / "s32.onnx"
+    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
+            "--no-progress", "--input-size", 32, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["preprocessing"]["input_size"] == 32
+    assert run("export", out / "best.pt", "--out", onnx_path, "--tta", "flip").returncode == 0
+    from ferkit.classifier import OnnxClassifier
+    from ferkit.data import load_fer2013
+    from ferkit.evaluate import TorchClassifier
+
+    faces = load_fer2013(tiny_csv)["test"].images  # (N, 48, 48): resized to 32 on both paths
+    assert faces.shape[1] == 48
+    probs = OnnxClassifier(onnx_path).predict_probs(faces)
+    assert probs.shape == (len(faces), 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert TorchClassifier(out / "best.pt").predict_logits(faces).shape == (len(faces), 7)
+    bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bad",
+              "--no-progress", "--input-size", 40, "--threads", 1)
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr  # vgg_s pools four times
+
+
 def test_export_with_flip_tta_averages_mirror_logits(trained_run, tmp_path):
     import onnxruntime as ort
 
@@ -238,3 +260,24 @@ def test_time_budget_runs_one_cycle_on_the_clock(tiny_csv, tmp_path):
     bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--budget", 1,
               "--schedule", "cosine", "--out", tmp_path / "bad", "--no-progress")
     assert bad.returncode == 2 and "onecycle" in bad.stderr
+
+
+def test_resumed_budget_run_keeps_its_clock(tiny_csv, tmp_path):
+    """A budget run stopped early (here by --epochs) and resumed spends only what is left."""
+    out = tmp_path / "budget"
+    common = ("--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out,
+              "--no-progress", "--seed", 1, "--threads", 1, "--budget", 0.25, "--patience", 0)
+    first = run("train", *common, "--epochs", 2)
+    assert first.returncode == 0, first.stderr
+    before = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert len(before["history"]) == 2 and before["elapsed"] < 0.25 * 60
+    again = run("train", *common, "--epochs", 10_000, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stdout and "time budget of 0.25 min spent" in again.stdout
+    after = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert len(after["history"]) > 2
+    assert after["history"][:2] == before["history"]
+    assert before["elapsed"] < after["elapsed"] <= 0.25 * 60 + 2.0  # one clock across both runs
+    assert after["history"][-1]["lr"] < after["history"][1]["lr"]  # the schedule went on annealing
+    other = run("train", *common[:-4], "--budget", 0.5, "--epochs", 10_000, "--resume")
+    assert other.returncode == 2 and "same budget" in other.stderr

@@ -38,6 +38,9 @@ def _add_train(sub) -> None:
                    help="wall-time budget in minutes: the one-cycle schedule runs on time and "
                         "training stops when it is spent (--epochs stays the upper bound; 0: off)")
     p.add_argument("--ema", type=float, help="decay per step of a weight moving average (0: off; e.g. 0.999)")
+    p.add_argument("--input-size", type=int,
+                   help="resize faces to this side in pixels for training and inference "
+                        "(0: the data's own, 48 for FER2013)")
     p.add_argument("--init", help="start from the weights of this checkpoint (same model and classes)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise faces (recorded in the model's preprocessing)")
@@ -53,8 +56,8 @@ def _cmd_train(args) -> int:
 
     options = load_config(args.config) if args.config else {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
-                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "equalize", "init", "threads",
-                "skip_bad"):
+                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
+                "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
