@@ -39,6 +39,19 @@ class Preprocessing:
                    equalize=bool(d.get("equalize", False)))
 
 
+def fit_face(face: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """One (H, W) uint8 gray face as the model sees it before normalisation: resized to
+    ``pre.input_size`` (OpenCV ``INTER_AREA`` to shrink, ``INTER_LINEAR`` to enlarge),
+    then histogram-equalised when ``pre.equalize``; returns (S, S) uint8."""
+    s = pre.input_size
+    if face.shape != (s, s):
+        interp = cv2.INTER_AREA if face.shape[0] > s else cv2.INTER_LINEAR
+        face = cv2.resize(face, (s, s), interpolation=interp)
+    if pre.equalize:
+        face = cv2.equalizeHist(np.ascontiguousarray(face, dtype=np.uint8))
+    return face
+
+
 def prepare_faces(faces: np.ndarray | list[np.ndarray], pre: Preprocessing) -> np.ndarray:
     """Resize grayscale faces to the model's size and normalise them.
 
@@ -59,12 +72,7 @@ def prepare_faces(faces: np.ndarray | list[np.ndarray], pre: Preprocessing) -> n
     for i, face in enumerate(faces):
         if face.ndim != 2:
             raise ValueError(f"face {i}: expected a (H, W) gray array, got shape {face.shape}")
-        if face.shape != (s, s):
-            interp = cv2.INTER_AREA if face.shape[0] > s else cv2.INTER_LINEAR
-            face = cv2.resize(face, (s, s), interpolation=interp)
-        if pre.equalize:
-            face = cv2.equalizeHist(np.ascontiguousarray(face, dtype=np.uint8))
-        out[i, 0] = face
+        out[i, 0] = fit_face(face, pre)
     out *= 1.0 / 255.0
     out -= pre.mean
     out /= pre.std

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .data import load_fer2013
 from .models import create_model
-from .preprocess import Preprocessing, prepare_faces
+from .preprocess import Preprocessing, fit_face, prepare_faces
 
 
 @dataclass
@@ -245,17 +244,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     side = cfg.input_size or tr.images.shape[1]
     if side < 8:
         raise ValueError(f"input_size must be 0 (the data's own) or at least 8 pixels, got {cfg.input_size}")
-    train_faces = tr.images
-    if side != train_faces.shape[1]:  # the same resize as prepare_faces applies at inference
-        interp = cv2.INTER_AREA if side < train_faces.shape[1] else cv2.INTER_LINEAR
-        train_faces = np.stack([cv2.resize(f, (side, side), interpolation=interp) for f in train_faces])
-    if cfg.equalize:
-        train_faces = np.stack([cv2.equalizeHist(f) for f in train_faces])
-    x_tr = torch.from_numpy(train_faces)  # (N, H, W) uint8
+    pre = Preprocessing(input_size=side, equalize=cfg.equalize)
+    train_faces = (np.stack([fit_face(f, pre) for f in tr.images])  # as prepare_faces does at inference
+                   if side != tr.images.shape[1] or cfg.equalize else tr.images)
+    x_tr = torch.from_numpy(train_faces)  # (N, S, S) uint8
     y_tr = torch.from_numpy(tr.targets)
     pixels = train_faces.astype(np.float32) / 255.0
-    pre = Preprocessing(input_size=side, mean=round(float(pixels.mean()), 4),
-                        std=round(float(pixels.std()), 4), equalize=cfg.equalize)
+    pre = dataclasses.replace(pre, mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4))
     del pixels
 
     model = create_model(cfg.model, num_classes=len(data.class_names), in_chans=1,
