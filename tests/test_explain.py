@@ -22,15 +22,15 @@ FERKIT = [sys.executable, "-m", "ferkit.cli"]
 class RegionMask(nn.Module):
     """Channel k sees the input inside region k only (a position-coded feature)."""
 
-    def __init__(self, regions):
+    def __init__(self, regions, side=48):
         super().__init__()
-        masks = torch.zeros(len(regions), 1, 48, 48)
+        masks = torch.zeros(len(regions), 1, side, side)
         for k, ((r0, r1), (c0, c1)) in enumerate(regions):
             masks[k, 0, r0:r1, c0:c1] = 1
-        self.register_buffer("masks", masks.transpose(0, 1))  # (1, K, 48, 48)
+        self.register_buffer("masks", masks.transpose(0, 1))  # (1, K, side, side)
 
     def forward(self, x):
-        return x * self.masks  # (B, 1, 48, 48) -> (B, K, 48, 48)
+        return x * self.masks  # (B, 1, side, side) -> (B, K, side, side)
 
 
 REGIONS = [((4, 12), (32, 40)), ((36, 44), (8, 16))]
@@ -81,6 +81,39 @@ def test_grad_cam_with_tta_maps_every_pass_back(tta):
         assert cam[17:, :].max() < 0.05 and cam[:, 19:28].max() < 0.05
     if tta == "crops":  # the top-left crop's map, shrunk back, reaches left of the region
         assert cams[:, 5:10, 30].min() > 0.05
+
+
+class CroppingRegionModel(RegionModel):
+    """RegionModel on the centre 40x40 crop of its input, as a ``crop: 40`` VGG sees it
+    (REGIONS then in crop coordinates: region 0 at face rows 8-15, cols 36-43)."""
+
+    crop = 40
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(RegionMask(REGIONS, 40), nn.ReLU(), nn.MaxPool2d(2), nn.MaxPool2d(2))
+
+    def forward(self, x):
+        if x.shape[-1] > self.crop:
+            x = x[:, :, 4:44, 4:44]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("tta", ["none", "crops"])
+def test_grad_cam_of_a_cropping_model_lands_where_each_view_looked(tta):
+    tm = TorchModel(CroppingRegionModel().eval(), ("a", "b"), Preprocessing(), tta=tta)
+    x = np.random.default_rng(3).uniform(0.5, 1.0, (2, 1, 48, 48)).astype(np.float32)
+    cams, logits = grad_cam(tm, x, np.zeros(2, int))
+    assert cams.shape == (2, 48, 48)
+    with torch.no_grad():
+        assert np.allclose(logits, tm.logits(torch.from_numpy(x)).numpy(), atol=1e-6)
+    for cam in cams:
+        assert cam[9:15, 37:43].min() > 0.3  # the centre view's region, 4 px in from the crop
+        assert cam[24:, :].max() < 0.05  # no view put the region below row 20
+        if tta == "none":
+            assert cam[:, :30].max() < 0.05  # only the mirror-free centre view
+        else:  # the top-left corner saw it 4 px up and left; the mirrored views, mirrored
+            assert cam[5:11, 33:39].min() > 0.05 and cam[5:15, 5:15].max() > 0.05
 
 
 def test_feature_maps_after_each_pooling_stage():

@@ -26,6 +26,25 @@ def test_unknown_model_suggests_a_name():
         create_model("vggg")
 
 
-def test_bad_input_size():
-    with pytest.raises(ValueError, match="multiple of 16"):
-        create_model("vgg_s", input_size=40)
+def test_input_sizes_that_do_not_halve_evenly():
+    # pooling rounds up: 40 -> 20 -> 10 -> 5 -> 3, the same 3x3 head as at 48 px
+    small, full = create_model("vgg_s", input_size=40), create_model("vgg_s")
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in full.parameters())
+    with torch.no_grad():
+        assert small.eval()(torch.zeros(2, 1, 40, 40)).shape == (2, 7)
+    with pytest.raises(ValueError, match="at least 16"):
+        create_model("vgg_s", input_size=8)
+    with pytest.raises(ValueError, match="crop 60 must be between"):
+        create_model("vgg_s", crop=60)
+    with pytest.raises(ValueError, match="'dcnn'.*crop"):
+        create_model("dcnn", crop=40)
+
+
+def test_a_cropping_model_classifies_the_centre_of_larger_inputs():
+    torch.manual_seed(0)
+    model = create_model("vgg_s", crop=40).eval()
+    x = torch.randn(3, 1, 48, 48)
+    with torch.no_grad():
+        centre = model(x)
+        assert torch.allclose(centre, model(x[:, :, 4:44, 4:44]))
+        assert not torch.allclose(centre, model(x[:, :, :40, :40]), atol=1e-3)

@@ -151,8 +151,45 @@ def test_smaller_input_size_trains_exports_and_classifies_48px_faces(tiny_csv, t
     assert probs.shape == (len(faces), 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert TorchClassifier(out / "best.pt").predict_logits(faces).shape == (len(faces), 7)
     bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bad",
-              "--no-progress", "--input-size", 40, "--threads", 1)
-    assert bad.returncode == 2 and "multiple of 16" in bad.stderr  # vgg_s pools four times
+              "--no-progress", "--input-size", 12, "--threads", 1)
+    assert bad.returncode == 2 and "at least 16" in bad.stderr  # vgg_s pools four times
+
+
+def test_augment_crop_is_a_shifted_window_of_the_face():
+    from ferkit.train import TrainConfig, augment
+
+    ramp = torch.arange(48, dtype=torch.float32).div(47).expand(1, 1, 48, 48).repeat(64, 1, 1, 1)  # value = column / 47
+    still = TrainConfig(rotate=0, shift=0, scale=0, flip=False)
+    out = augment(ramp, still, torch.Generator().manual_seed(0), crop=40)
+    assert out.shape == (64, 1, 40, 40)
+    cols = out[:, 0, 20] * 47  # the input column each output column came from
+    steps = cols[:, 1:] - cols[:, :-1]
+    assert torch.allclose(steps, torch.ones_like(steps), atol=1e-4)  # no zoom: one pixel per pixel
+    first = cols[:, 0]
+    assert first.min() >= 0 and first.max() <= 8 and first.max() - first.min() > 4  # anywhere in the face
+    assert torch.allclose(augment(ramp, still, torch.Generator().manual_seed(0)), ramp, atol=1e-5)  # no crop: untouched
+
+
+def test_crop_training_exports_the_ten_crop(tiny_csv, tmp_path):
+    import onnxruntime as ort
+
+    out, onnx_path = tmp_path / "c40", tmp_path / "c40.onnx"
+    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
+            "--no-progress", "--crop", 40, "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["model_args"]["crop"] == 40 and ckpt["preprocessing"]["input_size"] == 48
+    assert run("export", out / "best.pt", "--out", onnx_path, "--tta", "crops").returncode == 0
+    x = torch.randn(5, 1, 48, 48, generator=torch.Generator().manual_seed(4))
+    crops = [x[:, :, 4:44, 4:44]] + [x[:, :, y:y + 40, c:c + 40] for y in (0, 8) for c in (0, 8)]
+    with torch.no_grad():  # the centre and four corner crops, each with its mirror image
+        expected = sum(model(v) + model(torch.flip(v, dims=[3])) for v in crops) / 10
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(["logits"], {"images": x.numpy()})
+    assert np.allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-4)
+    bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bad",
+              "--no-progress", "--crop", 60, "--threads", 1)
+    assert bad.returncode == 2 and "crop 60" in bad.stderr
 
 
 def test_export_with_flip_tta_averages_mirror_logits(trained_run, tmp_path):

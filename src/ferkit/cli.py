@@ -41,6 +41,10 @@ def _add_train(sub) -> None:
     p.add_argument("--input-size", type=int,
                    help="resize faces to this side in pixels for training and inference "
                         "(0: the data's own, 48 for FER2013)")
+    p.add_argument("--crop", type=int, metavar="PX",
+                   help="train on random PX x PX crops of the faces and classify their centre crop "
+                        "(the model argument crop, e.g. 40 of 48; export --tta crops is then the "
+                        "ten-crop; 0: the whole face)")
     p.add_argument("--init", help="start from the weights of this checkpoint (same model and classes)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise faces (recorded in the model's preprocessing)")
@@ -61,6 +65,8 @@ def _cmd_train(args) -> int:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
+    if args.crop is not None:
+        options["model_args"] = {**options.get("model_args", {}), "crop": args.crop}
     cfg = TrainConfig.from_dict(options)
     if not cfg.data:
         raise FerkitError("no data: pass --data PATH (FER2013 CSV or image-folder root) or set "

@@ -8,7 +8,8 @@ upsampled to the input size. ferkit takes A at the input of the model's last max
 (the last convolutional stage's output). For a model with test-time augmentation the
 logit is the mean over its views (:func:`ferkit.export.tta_views`), so every pass
 contributes: each view's map is upsampled and mapped back onto the face (the mirror
-image's flipped back, each zoomed crop's shrunk back to its place) before the ReLU.
+image's flipped back, each crop's put back in its place; for a network that sees only
+the centre crop of its input, onto that centre) before the ReLU.
 
 Needs PyTorch (``pip install 'ferkit[train]'``); the ONNX models are rebuilt as PyTorch
 modules from their own weights by :func:`torch_model_from_onnx`.
@@ -61,7 +62,7 @@ class TorchModel:
         :func:`ferkit.export.tta_views` (the ONNX graph's own views)."""
         from .export import tta_views
 
-        return tta_views(images, self.tta)
+        return tta_views(images, self.tta, getattr(self.model, "crop", 0))
 
     def logits(self, images):
         """(B, 1, S, S) float32 tensor -> (B, C) logits tensor: the mean over the
@@ -183,14 +184,21 @@ def grad_cam(tm: TorchModel, images: np.ndarray, targets: np.ndarray | None = No
                 score = logits.gather(1, cls.long().view(-1, 1)).sum()
                 grads = torch.autograd.grad(score, acts)
             s = x.shape[-1]
+            crop = getattr(tm.model, "crop", 0)
             lin = torch.zeros(x.shape[0], 1, s, s)
-            for (a, g), (_, where) in zip(zip(acts, grads), tm.views(x)):
+            for (a, g), (view, where) in zip(zip(acts, grads), tm.views(x)):
                 m = (g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)  # (B, 1, h, w)
-                m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)  # over the view
+                v = view.shape[-1]
+                seen = crop if 0 < crop < v else v  # a network with a crop sees the view's centre
+                m = F.interpolate(m, size=(seen, seen), mode="bilinear", align_corners=False)
+                o = (v - seen) // 2
+                m = F.pad(m, (o, v - seen - o, o, v - seen - o))  # over the view
                 if where == ("flip",):  # the mirror pass, mapped back onto the face
                     lin = lin + torch.flip(m, dims=[3])
-                elif where:  # a zoomed crop, shrunk back onto its place in the face
-                    _, y0, x0, c = where
+                elif where:  # a crop (zoomed, or a ten-crop corner), put back onto its place
+                    _, y0, x0, c = where[:4]
+                    if where[4:] == ("flip",):
+                        m = torch.flip(m, dims=[3])
                     m = F.interpolate(m, size=(c, c), mode="bilinear", align_corners=False)
                     lin = lin + F.pad(m, (x0, s - x0 - c, y0, s - y0 - c))
                 else:

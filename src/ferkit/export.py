@@ -21,7 +21,8 @@ from .classifier import ONNX_FORMAT
 from .preprocess import Preprocessing
 
 
-#: Test-time augmentation modes of an exported graph: the views whose logits are averaged.
+#: Test-time augmentation modes of an exported graph: the views whose logits are averaged
+#: (for a network that sees crops of its input, ``crops`` is the ten-crop: 10 views).
 TTA_MODES = {"none": 1, "flip": 2, "crops": 7}
 
 #: Side of the "crops" TTA's corner and centre crops, as a fraction of the input side
@@ -35,7 +36,10 @@ class _WithProbs(nn.Module):
 
     ``tta``: ``"none"``; ``"flip"``, the face and its mirror image; ``"crops"``, those two
     and the four corner and the centre crops of :data:`CROP_FRACTION` of the side, resized
-    back (7 views; the multi-crop evaluation of Krizhevsky et al., 2012, as zooms).
+    back (7 views; the multi-crop evaluation of Krizhevsky et al., 2012, as zooms); for a
+    network trained on crops (``model.crop``, see :class:`ferkit.models.VGG`), the
+    ten-crop of Krizhevsky et al. at the network's own crop size instead: the centre and
+    the four corner crops and their mirror images (10 views, no resizing).
     """
 
     def __init__(self, model: nn.Module, tta: str = "none"):
@@ -46,7 +50,7 @@ class _WithProbs(nn.Module):
         self.tta = tta
 
     def forward(self, images: torch.Tensor):
-        views = tta_views(images, self.tta)
+        views = tta_views(images, self.tta, getattr(self.model, "crop", 0))
         logits = self.model(views[0][0])  # (B, C)
         for view, _ in views[1:]:
             logits = logits + self.model(view)
@@ -54,25 +58,33 @@ class _WithProbs(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
-def tta_views(images: torch.Tensor, tta: str) -> list[tuple[torch.Tensor, tuple]]:
+def tta_views(images: torch.Tensor, tta: str, crop: int = 0) -> list[tuple[torch.Tensor, tuple]]:
     """The test-time views of a batch, as the exported graph builds them.
 
     Args:
         images: (B, C, S, S) float32 model input.
         tta: ``"none"``, ``"flip"`` or ``"crops"`` (see :class:`_WithProbs`).
+        crop: side of the square the network sees (its ``crop``), 0 = the whole input;
+            with a crop, ``"crops"`` is the ten-crop.
 
     Returns:
-        ``[(view, where), ...]``, each view (B, C, S, S); ``where`` says how to map a
-        map over the view back onto the face: ``()`` the face itself, ``("flip",)`` its
-        mirror image, ``("crop", y, x, c)`` the c x c crop at row y, column x resized to S.
+        ``[(view, where), ...]``, each view (B, C, S, S), or (B, C, c, c) for a ten-crop
+        corner; ``where`` says how to map a map over the view back onto the face: ``()``
+        the face itself, ``("flip",)`` its mirror image, ``("crop", y, x, c)`` the c x c
+        crop at row y, column x (resized to the view's side), ``("crop", y, x, c,
+        "flip")`` that crop's mirror image.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_MODES)}")
     views: list[tuple[torch.Tensor, tuple]] = [(images, ())]
     if tta != "none":
         views.append((torch.flip(images, dims=[3]), ("flip",)))
-    if tta == "crops":
-        s = images.shape[-1]
+    s = images.shape[-1]
+    if tta == "crops" and 0 < crop < s:  # ten-crop: the centre crop is the network's own
+        for y, x in ((0, 0), (0, s - crop), (s - crop, 0), (s - crop, s - crop)):
+            corner = images[:, :, y:y + crop, x:x + crop]
+            views += [(corner, ("crop", y, x, crop)), (torch.flip(corner, dims=[3]), ("crop", y, x, crop, "flip"))]
+    elif tta == "crops":
         c = round(s * CROP_FRACTION)
         for y, x in ((0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)):
             crop = images[:, :, y:y + c, x:x + c]

@@ -45,20 +45,33 @@ def create_model(name: str, num_classes: int = 7, in_chans: int = 1, input_size:
         The model, in training mode, with freshly initialised weights.
 
     Raises:
-        ValueError: unknown name (with a "did you mean"), or an input size the model
-            cannot take.
+        ValueError: unknown name (with a "did you mean"), an input size the model
+            cannot take, or an argument it does not have.
     """
     if name not in _MODELS:
         close = difflib.get_close_matches(name, _MODELS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(list_models())}{hint}")
-    return _MODELS[name](num_classes=num_classes, in_chans=in_chans, input_size=input_size, **kwargs)
+    try:
+        return _MODELS[name](num_classes=num_classes, in_chans=in_chans, input_size=input_size, **kwargs)
+    except TypeError as exc:  # an argument this model does not take
+        raise ValueError(f"model {name!r}: {exc}") from None
 
 
 def _check_size(input_size: int, stride: int) -> int:
     if input_size % stride or input_size < stride:
         raise ValueError(f"input_size {input_size} must be a positive multiple of {stride}")
     return input_size // stride
+
+
+def _pooled_side(side: int, pools: int, name: str = "input_size") -> int:
+    """Side after ``pools`` 2x2 max-pools that round up (``ceil_mode``), e.g. 40 -> 3 after
+    four; raises ValueError below ``2 ** pools`` pixels."""
+    if side < 2 ** pools:
+        raise ValueError(f"{name} {side} must be at least {2 ** pools} pixels ({pools} poolings)")
+    for _ in range(pools):
+        side = -(-side // 2)
+    return side
 
 
 def _he_init(module: nn.Module, nonlinearity: str) -> None:
@@ -110,18 +123,31 @@ class DCNN(nn.Module):
 class VGG(nn.Module):
     """A VGG-style net (Simonyan & Zisserman, 2015, "Very Deep Convolutional Networks").
 
-    Stages of ``convs`` (one count for all stages, or one per stage) 3x3 convolutions (each with batch norm and ReLU) followed by 2x2
-    max-pool; then flatten, dense layers of ``hidden`` units with ReLU and dropout, and a
+    Stages of ``convs`` (one count for all stages, or one per stage) 3x3 convolutions
+    (each with batch norm and ReLU) followed by a 2x2 max-pool that rounds odd sides up
+    (``ceil_mode``; the same as plain pooling on sides that halve evenly, such as 48 and
+    32); then flatten, dense layers of ``hidden`` units with ReLU and dropout, and a
     linear classifier. Batch norm after every conv follows the FER2013 VGG variants of
     Pramerdorfer & Kampel (2016) and Khaireddin & Chen (2021).
+
+    ``crop`` > 0 makes the network see a ``crop`` x ``crop`` square of its input: larger
+    inputs (B, C, input_size, input_size) are centre-cropped in :meth:`forward`, and
+    inputs already ``crop`` pixels wide pass unchanged; ``ferkit.train`` feeds it random
+    crops of the augmented faces. This is the random-crop training with multi-crop
+    evaluation of Krizhevsky et al. (2012), used on FER2013 with 40-44 px crops of the
+    48 px faces by Pramerdorfer & Kampel (2016) and Khaireddin & Chen (2021). A crop
+    costs (crop / input_size)^2 of the compute of the whole face.
     """
 
     def __init__(self, num_classes: int = 7, in_chans: int = 1, input_size: int = 48,
                  widths: tuple[int, ...] = (64, 128, 256, 512), convs: int | tuple[int, ...] = 2,
                  hidden: tuple[int, ...] = (1024, 512), dropout: float = 0.5,
-                 global_pool: bool = False):
+                 global_pool: bool = False, crop: int = 0):
         super().__init__()
-        side = _check_size(input_size, 2 ** len(widths))
+        if crop and not 0 < crop <= input_size:
+            raise ValueError(f"crop {crop} must be between 1 and the input size {input_size}")
+        self.crop = int(crop)
+        side = _pooled_side(crop or input_size, len(widths), "crop" if crop else "input_size")
         layers: list[nn.Module] = []
         c_in = in_chans
         per_stage = (convs,) * len(widths) if isinstance(convs, int) else tuple(convs)
@@ -132,7 +158,7 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
                            nn.ReLU(inplace=True)]
                 c_in = w
-            layers.append(nn.MaxPool2d(2))
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1)] if global_pool else []
         head.append(nn.Flatten())
@@ -145,6 +171,10 @@ class VGG(nn.Module):
         _he_init(self, "relu")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        s = images.shape[-1]
+        if self.crop and s > self.crop:  # the centre crop
+            o = (s - self.crop) // 2
+            images = images[:, :, o:o + self.crop, o:o + self.crop]
         return self.head(self.features(images))  # (B, C, H, W) -> (B, num_classes)
 
 

@@ -121,18 +121,24 @@ class TrainConfig:
         return cls(**d)
 
 
-def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random affine (rotation, zoom, shift, horizontal flip) and optional erasing.
+def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: int = 0) -> torch.Tensor:
+    """Random affine (rotation, zoom, shift, horizontal flip), an optional random crop and
+    optional erasing, in one resampling (``grid_sample``, bilinear).
 
     Args:
-        images: (B, 1, H, W) float32 in [0, 1].
+        images: (B, 1, H, H) float32 in [0, 1].
         cfg: the amounts of each transform.
         gen: the generator that draws them.
+        crop: side of a random square crop, uniformly placed within the transformed face
+            (the random crop of Krizhevsky et al., 2012); 0 = no crop.
 
     Returns:
-        (B, 1, H, W) float32 in [0, 1], edges filled by border replication.
+        (B, 1, S, S) float32 in [0, 1], S = ``crop`` or H; edges filled by border
+        replication.
     """
-    b = images.shape[0]
+    b, h = images.shape[0], images.shape[-1]
+    out_side = crop or h
+    frac = out_side / h  # the share of the face's side the output covers
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=gen)
@@ -141,10 +147,12 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tor
     zoom = uniform(1 - cfg.scale, 1 + cfg.scale)
     tx, ty = uniform(-2 * cfg.shift, 2 * cfg.shift), uniform(-2 * cfg.shift, 2 * cfg.shift)
     sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(b)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    if crop:  # where the crop lies: anywhere inside the face (normalised units)
+        tx, ty = tx + uniform(frac - 1, 1 - frac), ty + uniform(frac - 1, 1 - frac)
+    cos, sin = torch.cos(angle) / zoom * frac, torch.sin(angle) / zoom * frac
     theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
                          torch.stack([sin * sign, cos, ty], 1)], 1)  # (B, 2, 3)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta, [b, images.shape[1], out_side, out_side], align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.erase > 0:
         _, _, h, w = out.shape
@@ -258,6 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if cfg.init:
         _init_from(model, cfg, data.class_names)
     model = model.to(memory_format=torch.channels_last)
+    crop = getattr(model, "crop", 0)  # the model sees random crops in training, the centre one at inference
     if not 0.0 <= cfg.ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {cfg.ema}")
     ema = (torch.optim.swa_utils.AveragedModel(
@@ -316,7 +325,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 out_of_time = True
                 break
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = augment(_to_unit(x_tr[idx]), cfg, gen)
+            x = augment(_to_unit(x_tr[idx]), cfg, gen, crop)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
             logits = model(x)  # (B, C)
