@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import cv2
@@ -318,3 +319,14 @@ def test_resumed_budget_run_keeps_its_clock(tiny_csv, tmp_path):
     assert after["history"][-1]["lr"] < after["history"][1]["lr"]  # the schedule went on annealing
     other = run("train", *common[:-4], "--budget", 0.5, "--epochs", 10_000, "--resume")
     assert other.returncode == 2 and "same budget" in other.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_every_recipe_in_configs_builds_its_model(recipe):
+    from ferkit.models import create_model
+    from ferkit.train import TrainConfig, load_config
+
+    cfg = TrainConfig.from_dict(load_config(Path(__file__).parents[1] / "configs" / recipe))
+    model = create_model(cfg.model, input_size=cfg.input_size or 48, **cfg.model_args).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)  # a 48 px face, whatever the crop
