@@ -22,6 +22,12 @@ def run(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+def train_tiny(data, out, *flags):
+    """One epoch of `ferkit train` on the tiny data, batch 8, one thread, plus ``flags``."""
+    return run("train", "--data", data, "--epochs", 1, "--batch-size", 8, "--out", out,
+               "--no-progress", "--threads", 1, *flags)
+
+
 @pytest.fixture
 def trained_run(tiny_csv, tmp_path):
     out = tmp_path / "run"
@@ -127,8 +133,7 @@ def test_checkpoint_and_its_onnx_export_evaluate_the_same(trained_run, tmp_path)
 
 def test_equalize_training_records_it(tiny_csv, tmp_path):
     out = tmp_path / "eq"
-    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
-            "--no-progress", "--equalize", "--threads", 1)
+    r = train_tiny(tiny_csv, out, "--equalize")
     assert r.returncode == 0, r.stderr
     _, ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["preprocessing"]["equalize"] is True
@@ -136,8 +141,7 @@ def test_equalize_training_records_it(tiny_csv, tmp_path):
 
 def test_smaller_input_size_trains_exports_and_classifies_48px_faces(tiny_csv, tmp_path):
     out, onnx_path = tmp_path / "s32", tmp_path / "s32.onnx"
-    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
-            "--no-progress", "--input-size", 32, "--threads", 1)
+    r = train_tiny(tiny_csv, out, "--input-size", 32)
     assert r.returncode == 0, r.stderr
     model, ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["preprocessing"]["input_size"] == 32
@@ -151,8 +155,7 @@ def test_smaller_input_size_trains_exports_and_classifies_48px_faces(tiny_csv, t
     probs = OnnxClassifier(onnx_path).predict_probs(faces)
     assert probs.shape == (len(faces), 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert TorchClassifier(out / "best.pt").predict_logits(faces).shape == (len(faces), 7)
-    bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bad",
-              "--no-progress", "--input-size", 12, "--threads", 1)
+    bad = train_tiny(tiny_csv, tmp_path / "bad", "--input-size", 12)
     assert bad.returncode == 2 and "at least 16" in bad.stderr  # vgg_s pools four times
 
 
@@ -175,8 +178,7 @@ def test_crop_training_exports_the_ten_crop(tiny_csv, tmp_path):
     import onnxruntime as ort
 
     out, onnx_path = tmp_path / "c40", tmp_path / "c40.onnx"
-    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", out,
-            "--no-progress", "--crop", 40, "--threads", 1)
+    r = train_tiny(tiny_csv, out, "--crop", 40)
     assert r.returncode == 0, r.stderr
     model, ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["model_args"]["crop"] == 40 and ckpt["preprocessing"]["input_size"] == 48
@@ -188,8 +190,7 @@ def test_crop_training_exports_the_ten_crop(tiny_csv, tmp_path):
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (logits,) = sess.run(["logits"], {"images": x.numpy()})
     assert np.allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-4)
-    bad = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bad",
-              "--no-progress", "--crop", 60, "--threads", 1)
+    bad = train_tiny(tiny_csv, tmp_path / "bad", "--crop", 60)
     assert bad.returncode == 2 and "crop 60" in bad.stderr
 
 
