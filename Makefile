@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train member bundle bundle-int8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,20 @@ bundle-int8: $(VENV)/.test
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
 	$(BIN)/ferkit calibrate src/ferkit/weights/int8.onnx --data $(DATA)
+
+## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish, runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1)
+bundle-ensemble: $(VENV)/.test
+	mkdir -p runs/members runs/ens
+	$(BIN)/ferkit export runs/medium/best.pt --out runs/members/medium-crops.onnx --tta crops
+	$(BIN)/ferkit export runs/medium/best.pt --out runs/members/medium-flip.onnx --tta flip
+	$(BIN)/ferkit export runs/fast-crop40-seed1/best.pt --out runs/members/crop40s1-crops.onnx --tta crops
+	$(BIN)/ferkit calibrate runs/members/medium-crops.onnx --data $(DATA)
+	$(BIN)/ferkit calibrate runs/members/medium-flip.onnx --data $(DATA)
+	$(BIN)/ferkit ensemble default runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens/ensemble.onnx
+	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA)
+	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
+	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test
+	cp runs/ens/ensemble.onnx runs/ens/ensemble.json src/ferkit/weights/
 
 ## evaluate: the bundled model on PrivateTest (the README's headline figure)
 evaluate: $(VENV)/.test

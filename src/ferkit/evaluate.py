@@ -20,7 +20,8 @@ from .errors import ModelError
 
 def load_classifier(path: str | os.PathLike | None):
     """Load a model for evaluation: an ``.onnx`` file (with its ``.json`` metadata), a
-    ferkit ``.pt`` checkpoint, or ``None`` for the bundled default model.
+    ferkit ``.pt`` checkpoint, a bundled model's name (``default``, ``int8``,
+    ``ensemble``), or ``None`` for the bundled default model.
 
     Returns:
         An object with ``class_names``, ``preprocessing``, ``temperature``,
@@ -30,8 +31,10 @@ def load_classifier(path: str | os.PathLike | None):
     Raises:
         ModelError: unknown file type, or a file that is not a ferkit model.
     """
-    from .classifier import OnnxClassifier
+    from .classifier import OnnxClassifier, resolve_model
 
+    if path is not None and not str(path).endswith(".pt"):
+        path = resolve_model(path)
     if path is None or str(path).endswith(".onnx"):
         return OnnxClassifier(path)
     if str(path).endswith(".pt"):
