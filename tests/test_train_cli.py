@@ -222,6 +222,51 @@ def test_init_from_checkpoint_and_mismatch(trained_run, tmp_path):
     assert r.returncode == 2 and "vgg_s checkpoint" in r.stderr
 
 
+def test_distillation_loss_terms():
+    from ferkit.train import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, generator=g)
+    y = torch.tensor([0, 3, 6, 2, 1])
+    teacher = torch.softmax(torch.randn(5, 7, generator=g) * 2, dim=1)
+    hard = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert torch.allclose(distillation_loss(logits, y, teacher, 0.0, 3.0, 0.1), hard)
+    # a student that matches the teacher has no distillation loss at any temperature
+    for t in (1.0, 3.0):
+        assert float(distillation_loss(torch.log(teacher), y, teacher, 1.0, t)) == pytest.approx(0.0, abs=1e-5)
+    # the soft term pulls the student towards the teacher's favourite class
+    student = torch.zeros(1, 7, requires_grad=True)
+    favourite = torch.tensor([[0.02, 0.02, 0.02, 0.86, 0.04, 0.02, 0.02]])
+    distillation_loss(student, torch.tensor([0]), favourite, 1.0, 3.0).backward()
+    assert int(student.grad.argmin()) == 3  # gradient descent raises the favourite's logit
+    mixed = distillation_loss(logits, y, teacher, 0.3, 2.0)
+    soft = distillation_loss(logits, y, teacher, 1.0, 2.0)
+    assert torch.allclose(mixed, 0.7 * torch.nn.functional.cross_entropy(logits, y) + 0.3 * soft)
+
+
+def test_distillation_from_a_teacher_checkpoint(trained_run, tmp_path):
+    from ferkit.data import load_fer2013
+    from ferkit.evaluate import load_classifier
+
+    teacher, data = trained_run
+    out = tmp_path / "student"
+    r = train_tiny(data, out, "--teacher", teacher / "best.pt", "--distill-weight", 0.7,
+                   "--distill-temperature", 2)
+    assert r.returncode == 0, r.stderr
+    probs = np.load(out / "teacher_probs.npy")
+    train_faces = load_fer2013(data)["train"].images
+    assert probs.shape == (len(train_faces), 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    expected = load_classifier(teacher / "best.pt").predict_probs(train_faces)
+    assert np.allclose(probs, expected, atol=1e-5)  # the teacher's own view of every train face
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["teacher"].endswith("best.pt") and cfg["distill_weight"] == 0.7
+    assert (out / "best.pt").is_file()
+    six = train_tiny(data, tmp_path / "six", "--classes", "6", "--teacher", teacher / "best.pt")
+    assert six.returncode == 2 and "teacher" in six.stderr
+    bad = train_tiny(data, tmp_path / "bad", "--teacher", teacher / "best.pt", "--distill-weight", 1.5)
+    assert bad.returncode == 2 and "distill_weight" in bad.stderr
+
+
 def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     """The 7 views rebuilt independently: mirror image, and the four corner and the centre
     44-px crops resized to 48 px with OpenCV (bilinear, pixel centres as in PyTorch)."""

@@ -46,6 +46,10 @@ def _add_train(sub) -> None:
                         "(the model argument crop, e.g. 40 of 48; export --tta crops is then the "
                         "ten-crop; 0: the whole face)")
     p.add_argument("--init", help="start from the weights of this checkpoint (same model and classes)")
+    p.add_argument("--teacher", help="distil from this model (.onnx, .pt or a bundled name such as "
+                                     "ensemble): its probabilities on the train faces are soft targets")
+    p.add_argument("--distill-weight", type=float, help="weight of the distillation term in [0, 1] (default 0.5)")
+    p.add_argument("--distill-temperature", type=float, help="distillation temperature T (default 3)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise faces (recorded in the model's preprocessing)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
@@ -61,7 +65,7 @@ def _cmd_train(args) -> int:
     options = load_config(args.config) if args.config else {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
-                "threads", "skip_bad"):
+                "teacher", "distill_weight", "distill_temperature", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

@@ -73,6 +73,17 @@ class TrainConfig:
             partial; it is evaluated and can be the best). ``epochs`` stays the upper
             bound. The run fits the budget on any machine, but its number of steps, and so
             its result, depends on the machine's speed. Needs ``schedule: onecycle``.
+        teacher: knowledge distillation (Hinton, Vinyals & Dean, 2015, "Distilling the
+            Knowledge in a Neural Network", arXiv:1503.02531) from this model: an ``.onnx``
+            file, a ``.pt`` checkpoint or a bundled name such as ``ensemble``, with the
+            run's class names. Its calibrated probabilities on every train face (with its
+            own preprocessing and test-time augmentation, computed once and cached in the
+            run folder as ``teacher_probs.npy``) are soft targets for every augmented view
+            of that face (offline distillation); "" = off. See :func:`distillation_loss`.
+        distill_weight: weight of the distillation term in [0, 1]; the label term gets
+            ``1 - distill_weight``.
+        distill_temperature: temperature T > 0 that softens the student's logits and the
+            teacher's probabilities (``p ** (1 / T)``, renormalised) in the distillation term.
         init: start from the weights of this ferkit checkpoint (same model and classes;
             e.g. a second, low-LR stage with lighter augmentation) instead of random ones.
         seed: seeds weights, shuffling, augmentation and dropout.
@@ -106,6 +117,9 @@ class TrainConfig:
     equalize: bool = False
     ema: float = 0.0
     budget: float = 0.0
+    teacher: str = ""
+    distill_weight: float = 0.5
+    distill_temperature: float = 3.0
     init: str = ""
     seed: int = 0
     threads: int = 0
@@ -162,6 +176,68 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
             x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
             out[i, :, y0:y0 + eh, x0:x0 + ew] = torch.rand(1, generator=gen)
     return out
+
+
+def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor,
+                      weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Knowledge-distillation loss of Hinton, Vinyals & Dean (2015), arXiv:1503.02531.
+
+    ``(1 - weight) * CE(logits, targets) + weight * T**2 * KL(q_T || softmax(logits / T))``
+    where ``q_T = softmax(log(teacher_probs) / T)`` is the teacher's distribution softened
+    by the same temperature; the ``T**2`` keeps the soft term's gradients on the scale of
+    the hard one's.
+
+    Args:
+        logits: (B, C) float32 student logits.
+        targets: (B,) int64 true class indices in [0, C).
+        teacher_probs: (B, C) float32 teacher probabilities (rows sum to 1).
+        weight: weight of the distillation term, in [0, 1].
+        temperature: T > 0.
+        label_smoothing: of the cross-entropy term (Szegedy et al., 2016).
+
+    Returns:
+        The scalar mean loss over the batch.
+    """
+    hard = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    if weight == 0.0:
+        return hard
+    soft_targets = F.softmax(torch.log(teacher_probs.clamp_min(1e-12)) / temperature, dim=1)
+    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean")
+    return (1.0 - weight) * hard + weight * temperature ** 2 * soft
+
+
+def teacher_probs(teacher: str, faces: np.ndarray, class_names, cache: Path) -> np.ndarray:
+    """The teacher's calibrated probabilities on ``faces``, cached in ``cache`` (.npy).
+
+    Args:
+        teacher: an ``.onnx`` model, a ``.pt`` checkpoint or a bundled model's name.
+        faces: (N, S, S) uint8 train faces, as loaded (the teacher prepares them itself).
+        class_names: the run's C class names; the teacher's must be the same, in order.
+        cache: file of an earlier run's probabilities; reused when its shape is (N, C).
+
+    Returns:
+        (N, C) float32 probabilities, rows summing to 1.
+
+    Raises:
+        ValueError: the teacher classifies other classes.
+        ModelError: the teacher cannot be loaded.
+    """
+    from .evaluate import load_classifier
+
+    model = load_classifier(teacher)
+    if list(model.class_names) != list(class_names):
+        raise ValueError(f"teacher {teacher} classifies {list(model.class_names)}, "
+                         f"but this run trains {list(class_names)}")
+    if cache.is_file():
+        probs = np.load(cache)
+        if probs.shape == (len(faces), len(class_names)):
+            return probs
+    probs = np.concatenate([model.predict_probs(faces[i:i + 1024])
+                            for i in tqdm(range(0, len(faces), 1024), desc="teacher", unit="batch",
+                                          leave=False, mininterval=2.0)]).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, probs)
+    return probs
 
 
 def _to_unit(u8: torch.Tensor) -> torch.Tensor:
@@ -272,6 +348,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         if cfg.ema else None)
+    if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
+        raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
+                         f"{cfg.distill_weight} and {cfg.distill_temperature}")
+    soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
+            if cfg.teacher else None)
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, _BUDGET_STEPS if cfg.budget else steps_per_epoch * cfg.epochs)
     meta = checkpoint_meta(cfg.model, cfg.model_args, data.class_names, pre)
@@ -329,7 +410,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
             logits = model(x)  # (B, C)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if soft is None:
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            else:
+                loss = distillation_loss(logits, y, soft[idx], cfg.distill_weight,
+                                         cfg.distill_temperature, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
