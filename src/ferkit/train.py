@@ -72,7 +72,8 @@ class TrainConfig:
             when the next val pass would overrun the budget (the last epoch may then be
             partial; it is evaluated and can be the best). ``epochs`` stays the upper
             bound. The run fits the budget on any machine, but its number of steps, and so
-            its result, depends on the machine's speed. Needs ``schedule: onecycle``.
+            its result, depends on the machine's speed. Needs ``schedule: onecycle``. The
+            teacher's one-off pass over the train faces (``teacher``) is not counted.
         teacher: knowledge distillation (Hinton, Vinyals & Dean, 2015, "Distilling the
             Knowledge in a Neural Network", arXiv:1503.02531) from this model: an ``.onnx``
             file, a ``.pt`` checkpoint or a bundled name such as ``ensemble``, with the
@@ -351,8 +352,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
+    t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
+    started += time.time() - t_teacher  # the teacher's one-off pass is not spent from the budget
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, _BUDGET_STEPS if cfg.budget else steps_per_epoch * cfg.epochs)
     meta = checkpoint_meta(cfg.model, cfg.model_args, data.class_names, pre)
