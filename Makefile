@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-stages member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ serve: $(VENV)/.test
 
 install: $(VENV)/.test
 
-## train: the four stages of the bundled model's recipe on FER2013 (each resumes if interrupted)
+## train: the bundled default's recipe: configs/distill.yaml, the medium network distilled from the bundled ensemble (110 min + the teacher's pass; resumes if interrupted)
 train: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/distill.yaml --data $(DATA) $(if $(wildcard runs/distill/last.pt),--resume)
+
+## train-stages: the four stages of the previous bundled default (session 7; the ensemble's first member) on FER2013 (each resumes if interrupted)
+train-stages: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) $(if $(wildcard runs/default-restart/last.pt),--resume)
@@ -57,30 +61,32 @@ member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
-## bundle: export stage 4 (chosen on val) with crops TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
+## bundle: export the distilled network (chosen on val) with crops TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/default-polish/best.pt --out src/ferkit/weights/default.onnx --tta crops
+	$(BIN)/ferkit export runs/distill/best.pt --out src/ferkit/weights/default.onnx --tta crops
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)
 
-## bundle-int8: the int8 model: single-pass export of stage 4, quantized on 1000 training faces (settings chosen on val)
+## bundle-int8: the int8 model: single-pass export of the distilled network, quantized on 1000 training faces (settings chosen on val)
 bundle-int8: $(VENV)/.test
-	$(BIN)/ferkit export runs/default-polish/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit export runs/distill/best.pt --out runs/int8/float.onnx
 	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
 	$(BIN)/ferkit calibrate src/ferkit/weights/int8.onnx --data $(DATA)
 
-## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish, runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1)
+## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1)
 bundle-ensemble: $(VENV)/.test
 	mkdir -p runs/members runs/ens
+	$(BIN)/ferkit export runs/default-polish/best.pt --out runs/members/stage4-crops.onnx --tta crops
+	$(BIN)/ferkit calibrate runs/members/stage4-crops.onnx --data $(DATA)
 	$(BIN)/ferkit export runs/medium/best.pt --out runs/members/medium-crops.onnx --tta crops
 	$(BIN)/ferkit export runs/medium/best.pt --out runs/members/medium-flip.onnx --tta flip
 	$(BIN)/ferkit export runs/fast-crop40-seed1/best.pt --out runs/members/crop40s1-crops.onnx --tta crops
 	$(BIN)/ferkit calibrate runs/members/medium-crops.onnx --data $(DATA)
 	$(BIN)/ferkit calibrate runs/members/medium-flip.onnx --data $(DATA)
-	$(BIN)/ferkit ensemble default runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens/ensemble.onnx
+	$(BIN)/ferkit ensemble runs/members/stage4-crops.onnx runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens/ensemble.onnx
 	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA)
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test

@@ -117,10 +117,15 @@ def test_grad_cam_of_a_cropping_model_lands_where_each_view_looked(tta):
 
 
 def test_feature_maps_after_each_pooling_stage():
-    tm = torch_model_from_onnx(None)  # bundled vgg_s: four pooling stages 24, 12, 6, 3
+    tm = torch_model_from_onnx(None)  # bundled vgg_s: four pooling stages, each halving
     face = np.random.default_rng(0).integers(0, 256, (1, 48, 48)).astype(np.uint8)
     maps = feature_maps(tm, prepare_faces(face, tm.preprocessing)[0])
-    assert [m.shape for _, m in maps] == [(32, 24, 24), (64, 12, 12), (128, 6, 6), (256, 3, 3)]
+    args = OnnxClassifier().meta["model_args"]  # the bundled one sees a 40 px centre crop
+    side, expected = args.get("crop") or 48, []
+    for width in args["widths"]:
+        side = -(-side // 2)  # ceil-mode pooling: 40 -> 20, 10, 5, 3
+        expected.append((width, side, side))
+    assert [m.shape for _, m in maps] == expected
     assert all(name.startswith("features.") for name, _ in maps)
 
 
