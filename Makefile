@@ -41,9 +41,9 @@ serve: $(VENV)/.test
 
 install: $(VENV)/.test
 
-## train: the bundled default's recipe: configs/distill.yaml, the medium network distilled from the bundled ensemble (110 min + the teacher's pass; resumes if interrupted)
+## train: the bundled default's recipe: configs/distill-wide.yaml, vgg_s 32-64-128-256 on 40 px crops distilled from the bundled ensemble (110 min + the teacher's pass; resumes if interrupted)
 train: $(VENV)/.test
-	$(BIN)/ferkit train --config configs/distill.yaml --data $(DATA) $(if $(wildcard runs/distill/last.pt),--resume)
+	$(BIN)/ferkit train --config configs/distill-wide.yaml --data $(DATA) $(if $(wildcard runs/distill-wide/last.pt),--resume)
 
 ## train-stages: the four stages of the previous bundled default (session 7; the ensemble's first member) on FER2013 (each resumes if interrupted)
 train-stages: $(VENV)/.test
@@ -61,16 +61,16 @@ member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
-## bundle: export the distilled network (chosen on val) with crops TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
+## bundle: export the wide distilled network (chosen on val) with flip TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/distill/best.pt --out src/ferkit/weights/default.onnx --tta crops
+	$(BIN)/ferkit export runs/distill-wide/best.pt --out src/ferkit/weights/default.onnx --tta flip
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)
 
-## bundle-int8: the int8 model: single-pass export of the distilled network, quantized on 1000 training faces (settings chosen on val)
+## bundle-int8: the int8 model: single-pass export of the wide distilled network, quantized on 1000 training faces (settings chosen on val)
 bundle-int8: $(VENV)/.test
-	$(BIN)/ferkit export runs/distill/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit export runs/distill-wide/best.pt --out runs/int8/float.onnx
 	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test

@@ -128,7 +128,7 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
     assert int8.path.stat().st_size < 2 * 2**20
     meta = int8.meta
     assert meta["quantization"]["weights"] == "int8" and meta["tta"] == "none"
-    # the default adds the ten-crop TTA (10 passes; 1.2 points on test over its one pass, README);
+    # the default adds the flip TTA (2 passes; 0.5 points on test over its one pass, README);
     # int8 is one pass, within 0.5 points of its float one-pass source (README's table)
     assert meta["metrics"]["test"]["accuracy"] >= OnnxClassifier().meta["metrics"]["test"]["accuracy"] - 0.025
     faces, _ = tiny_faces(70, seed=3)
@@ -136,7 +136,7 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
     assert p_int8.shape == (70, 7) and np.allclose(p_int8.sum(1), 1, atol=1e-5)
     # top-1 agreement with its float one-pass source on 1,000 real training faces, measured
     # when it was quantized (these synthetic faces sit near decision boundaries, where the
-    # default's 10-view TTA and one int8 pass may well differ)
+    # default's 2-view TTA and one int8 pass may well differ)
     assert meta["quantization"]["agreement_with_float"] >= 0.95
     assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.5
     golden = Recognizer("default").predict(photo)[0]
