@@ -45,7 +45,7 @@ install: $(VENV)/.test
 train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/distill-wide.yaml --data $(DATA) $(if $(wildcard runs/distill-wide/last.pt),--resume)
 
-## train-stages: the four stages of the previous bundled default (session 7; the ensemble's first member) on FER2013 (each resumes if interrupted)
+## train-stages: the four stages of the stage-4 default of sessions 7-9 (the ensemble's first member) on FER2013 (each resumes if interrupted)
 train-stages: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default.yaml --data $(DATA) $(if $(wildcard runs/default/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-finetune.yaml --data $(DATA) $(if $(wildcard runs/default-ft/last.pt),--resume)
