@@ -222,6 +222,60 @@ def test_init_from_checkpoint_and_mismatch(trained_run, tmp_path):
     assert r.returncode == 2 and "vgg_s checkpoint" in r.stderr
 
 
+def test_init_from_an_onnx_model_rebuilds_its_weights(trained_run, tmp_path):
+    """--init takes an exported .onnx (or a bundled name): the stage starts from the very
+    weights of the checkpoint it was exported from."""
+    from ferkit.train import TrainConfig, _init_from
+    from ferkit.models import create_model
+
+    out, data = trained_run
+    onnx_path = tmp_path / "stage1.onnx"
+    assert run("export", out / "best.pt", "--out", onnx_path, "--tta", "flip").returncode == 0
+    source, ckpt = load_checkpoint(out / "best.pt")
+    model = create_model("vgg_s")
+    _init_from(model, TrainConfig(model="vgg_s", init=str(onnx_path)), ckpt["class_names"])
+    for name, value in source.state_dict().items():
+        if not name.endswith("num_batches_tracked"):  # a counter the graph does not keep
+            assert torch.equal(model.state_dict()[name], value), name
+    r = train_tiny(data, tmp_path / "stage2", "--model", "vgg_s", "--init", onnx_path, "--cutmix", 1.0)
+    assert r.returncode == 0, r.stderr
+    assert f"initialised from {onnx_path}" in r.stdout
+    with pytest.raises(ValueError, match="vgg_s"):  # the architecture must match
+        _init_from(create_model("dcnn"), TrainConfig(model="dcnn", init=str(onnx_path)), ckpt["class_names"])
+    with pytest.raises(ValueError, match="do not fit"):  # and so must the widths
+        _init_from(create_model("vgg_s", widths=(8, 16, 32, 64)), TrainConfig(model="vgg_s", init=str(onnx_path)),
+                   ckpt["class_names"])
+
+
+def test_mix_batch_mixup_and_cutmix():
+    from ferkit.train import mix_batch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 40, 40, generator=g)
+    rng = np.random.default_rng(0)
+    same, perm, lam = mix_batch(x, 0.0, 0.0, 1.0, rng)
+    assert same is x and perm is None and lam == 1.0  # off
+    same, perm, lam = mix_batch(x, 0.4, 1.0, 0.0, rng)
+    assert same is x and perm is None  # mix_prob 0: never mixed
+    for _ in range(5):
+        mixed, perm, lam = mix_batch(x, 0.4, 0.0, 1.0, rng)
+        assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == list(range(16))
+        assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
+        mixed, perm, lam = mix_batch(x, 0.0, 1.0, 1.0, rng)
+        from_x = (mixed == x).all(0).all(0)  # (H, W): pixels of the original faces
+        from_perm = (mixed == x[perm]).all(0).all(0)
+        assert bool((from_x | from_perm).all())  # every pixel is one face's or the other's
+        pasted = ~from_x
+        assert float(pasted.float().mean()) == pytest.approx(1 - lam, abs=1e-6)
+        if pasted.any():  # the pasted region is one box
+            rows, cols = pasted.any(1).nonzero().flatten(), pasted.any(0).nonzero().flatten()
+            assert int(pasted.sum()) == len(rows) * len(cols)
+    both = {mix_batch(x, 0.4, 1.0, 1.0, rng)[0].eq(x).any().item() for _ in range(40)}
+    assert both == {True, False}  # CutMix keeps some original pixels, mixup none: both were drawn
+    r = run("train", "--data", "x.csv", "--mixup", -1)
+    assert r.returncode != 0
+
+
 def test_distillation_loss_terms():
     from ferkit.train import distillation_loss
 

@@ -45,7 +45,12 @@ def _add_train(sub) -> None:
                    help="train on random PX x PX crops of the faces and classify their centre crop "
                         "(the model argument crop, e.g. 40 of 48; export --tta crops is then the "
                         "ten-crop; 0: the whole face)")
-    p.add_argument("--init", help="start from the weights of this checkpoint (same model and classes)")
+    p.add_argument("--init", help="start from these weights (same model and classes): a .pt checkpoint, "
+                                  "an .onnx model or a bundled name such as default")
+    p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (0: off)")
+    p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA) areas (0: off)")
+    p.add_argument("--mix-prob", type=float, help="share of batches mixed when --mixup or --cutmix is on "
+                                                  "(default 1)")
     p.add_argument("--teacher", help="distil from this model (.onnx, .pt or a bundled name such as "
                                      "ensemble): its probabilities on the train faces are soft targets")
     p.add_argument("--distill-weight", type=float, help="weight of the distillation term in [0, 1] (default 0.5)")
@@ -65,6 +70,7 @@ def _cmd_train(args) -> int:
     options = load_config(args.config) if args.config else {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
+                "mixup", "cutmix", "mix_prob",
                 "teacher", "distill_weight", "distill_temperature", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:

@@ -53,6 +53,16 @@ class TrainConfig:
         scale: maximum random zoom, fraction (0.1 = 0.9x-1.1x).
         flip: random horizontal flip with probability 0.5.
         erase: probability of random erasing of one rectangle (Zhong et al., 2020).
+        mixup: alpha of mixup (Zhang et al., 2018, "mixup: Beyond Empirical Risk
+            Minimization"): a batch becomes ``lam * x + (1 - lam) * x[perm]`` with
+            ``lam ~ Beta(alpha, alpha)``; 0 = off.
+        cutmix: alpha of CutMix (Yun et al., 2019, "CutMix: Regularization Strategy to Train
+            Strong Classifiers with Localizable Features"): a box of ``1 - lam`` of the face's
+            area is pasted from ``x[perm]``; 0 = off. With both on, each mixed batch takes
+            one of the two at random (as timm's ``Mixup``).
+        mix_prob: probability that a batch is mixed (when ``mixup`` or ``cutmix`` is on).
+            A mixed batch is trained against both faces' targets, weighted ``lam`` and
+            ``1 - lam`` (labels and, with a teacher, the teacher's probabilities).
         input_size: side in pixels every face is resized to (OpenCV ``INTER_AREA``; train
             faces once at load, val, test and photo crops through
             :func:`ferkit.preprocess.prepare_faces`), recorded in the model's preprocessing;
@@ -85,8 +95,10 @@ class TrainConfig:
             ``1 - distill_weight``.
         distill_temperature: temperature T > 0 that softens the student's logits and the
             teacher's probabilities (``p ** (1 / T)``, renormalised) in the distillation term.
-        init: start from the weights of this ferkit checkpoint (same model and classes;
-            e.g. a second, low-LR stage with lighter augmentation) instead of random ones.
+        init: start from these weights instead of random ones (same model, arguments and
+            classes; e.g. a second, low-LR stage with lighter augmentation): a ferkit ``.pt``
+            checkpoint, or a ferkit ``.onnx`` model or bundled name (``default``) whose graph
+            weights are rebuilt in PyTorch.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -114,6 +126,9 @@ class TrainConfig:
     scale: float = 0.1
     flip: bool = True
     erase: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
     input_size: int = 0
     equalize: bool = False
     ema: float = 0.0
@@ -177,6 +192,44 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
             x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
             out[i, :, y0:y0 + eh, x0:x0 + ew] = torch.rand(1, generator=gen)
     return out
+
+
+def mix_batch(images: torch.Tensor, mixup: float, cutmix: float, prob: float,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019) of a batch with a shuffled
+    copy of itself, one ``lam`` per batch (timm's batch mode).
+
+    Args:
+        images: (B, C, H, W) float32 batch (any value range).
+        mixup: Beta alpha of mixup; 0 = off.
+        cutmix: Beta alpha of CutMix; 0 = off. With both on, each mixed batch takes one
+            of the two with probability 0.5.
+        prob: probability in [0, 1] that the batch is mixed at all.
+        rng: draws whether, which, ``lam``, the box and the permutation.
+
+    Returns:
+        ``(mixed, perm, lam)``: the (B, C, H, W) mixed batch, the (B,) int64 permutation
+        whose faces were mixed in (``None`` when the batch is left as it is) and the weight
+        in [0, 1] of the original faces' targets (for CutMix, the share of the area they
+        keep after the box is clipped to the face). The loss is then
+        ``lam * loss(targets) + (1 - lam) * loss(targets[perm])``.
+    """
+    if not (mixup > 0 or cutmix > 0) or rng.random() >= prob:
+        return images, None, 1.0
+    perm = torch.from_numpy(rng.permutation(images.shape[0]))
+    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < 0.5)
+    lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
+    if not use_cutmix:
+        return lam * images + (1.0 - lam) * images[perm], perm, lam
+    h, w = images.shape[-2:]
+    cut = math.sqrt(1.0 - lam)  # box sides in proportion to the face's: area share 1 - lam
+    bh, bw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - bh // 2, 0), min(cy + bh // 2, h)
+    x0, x1 = max(cx - bw // 2, 0), min(cx + bw // 2, w)
+    mixed = images.clone()
+    mixed[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
+    return mixed, perm, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
 def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor,
@@ -349,6 +402,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         if cfg.ema else None)
+    if cfg.mixup < 0 or cfg.cutmix < 0 or not 0.0 <= cfg.mix_prob <= 1.0:
+        raise ValueError(f"mixup and cutmix must be >= 0 (0 = off) and mix_prob in [0, 1], got "
+                         f"{cfg.mixup}, {cfg.cutmix} and {cfg.mix_prob}")
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
@@ -400,6 +456,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         t0 = time.time()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(tr), generator=gen)
+        mix_rng = np.random.default_rng([cfg.seed, epoch])  # mixup / CutMix draws, per epoch as gen
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -410,14 +467,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 break
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = augment(_to_unit(x_tr[idx]), cfg, gen, crop)
+            x, perm, lam = mix_batch(x, cfg.mixup, cfg.cutmix, cfg.mix_prob, mix_rng)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
             logits = model(x)  # (B, C)
-            if soft is None:
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            else:
-                loss = distillation_loss(logits, y, soft[idx], cfg.distill_weight,
+
+            def loss_of(targets: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+                if soft is None:
+                    return F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+                return distillation_loss(logits, targets, soft[faces], cfg.distill_weight,
                                          cfg.distill_temperature, cfg.label_smoothing)
+
+            loss = loss_of(y, idx)
+            if perm is not None:  # a mixed batch: both faces' targets, weighted by their share
+                loss = lam * loss + (1.0 - lam) * loss_of(y[perm], idx[perm])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -428,7 +491,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if cfg.schedule != "plateau":
                 sched.step()
             loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int((logits.argmax(1) == y).sum())  # a mixed batch: against the original faces
             seen += len(y)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
@@ -478,17 +541,36 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
 
 def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
-    """Load the weights of checkpoint ``cfg.init`` into ``model``.
+    """Load the weights of ``cfg.init`` into ``model``: a ferkit ``.pt`` checkpoint, or a
+    ferkit ``.onnx`` model or bundled model's name (``default``), whose graph weights are
+    rebuilt as PyTorch ones (:func:`ferkit.explain.torch_model_from_onnx`).
 
     Raises:
-        ValueError: the checkpoint is of another model or class set.
+        ValueError: the checkpoint or model is of another architecture, shape or class set.
+        ModelError: an ONNX model that cannot be rebuilt (an ensemble, a quantized graph).
     """
-    state = torch.load(cfg.init, map_location="cpu", weights_only=False)
-    if state.get("model") != cfg.model or list(state.get("class_names", [])) != list(class_names):
-        raise ValueError(f"--init {cfg.init}: a {state.get('model')} checkpoint for classes "
-                         f"{state.get('class_names')}, but this run trains {cfg.model} for {list(class_names)}")
-    model.load_state_dict(state["state_dict"])
-    print(f"initialised from {cfg.init} (epoch {state.get('epoch')}, val accuracy {state.get('val_acc', 0):.4f})")
+    if str(cfg.init).endswith(".pt"):
+        source = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        name, classes, state = source.get("model"), source.get("class_names"), source.get("state_dict")
+        where, epoch, val_acc = cfg.init, source.get("epoch"), source.get("val_acc", 0)
+    else:
+        from .classifier import read_metadata, resolve_model
+        from .explain import torch_model_from_onnx
+
+        where = resolve_model(cfg.init)
+        meta = read_metadata(where)
+        name, classes = meta.get("model"), meta.get("class_names")
+        state = torch_model_from_onnx(where).model.state_dict() if name == cfg.model else None
+        epoch, val_acc = meta.get("trained", {}).get("epoch"), meta.get("trained", {}).get("val_accuracy", 0)
+    if name != cfg.model or list(classes or []) != list(class_names):
+        raise ValueError(f"--init {cfg.init}: a {name} checkpoint for classes {classes}, "
+                         f"but this run trains {cfg.model} for {list(class_names)}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # same architecture, other widths
+        raise ValueError(f"--init {cfg.init}: its weights do not fit {cfg.model} {cfg.model_args}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    print(f"initialised from {where} (epoch {epoch}, val accuracy {val_acc:.4f})")
 
 
 def write_history(out: Path, history: list[dict]) -> None:
