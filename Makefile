@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-stages member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-restart train-stages member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,9 +68,13 @@ bundle: $(VENV)/.test
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 	$(BIN)/ferkit calibrate --data $(DATA)
 
-## bundle-int8: the int8 model: single-pass export of the wide distilled network, quantized on 1000 training faces (settings chosen on val)
+## train-restart: session 12's second stage of the wide distilled network (warm restart, CutMix, weight average; 100 min + the teacher's pass), the int8 model's source; needs make train first
+train-restart: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/distill-wide-restart.yaml --data $(DATA) $(if $(wildcard runs/distill-wide-restart/last.pt),--resume)
+
+## bundle-int8: the int8 model: single-pass export of session 12's restart of the wide distilled network (chosen on val), quantized on 1000 training faces (settings chosen on val)
 bundle-int8: $(VENV)/.test
-	$(BIN)/ferkit export runs/distill-wide/best.pt --out runs/int8/float.onnx
+	$(BIN)/ferkit export runs/distill-wide-restart/best.pt --out runs/int8/float.onnx
 	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test

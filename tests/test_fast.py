@@ -128,17 +128,18 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
     assert int8.path.stat().st_size < 2 * 2**20
     meta = int8.meta
     assert meta["quantization"]["weights"] == "int8" and meta["tta"] == "none"
-    # the default adds the flip TTA (2 passes; 0.5 points on test over its one pass, README);
-    # int8 is one pass, within 0.5 points of its float one-pass source (README's table)
+    # int8 is one pass of a network of the default's shape (since session 12 a second stage
+    # of it, chosen on val), within 2.5 points of the default on test (README's table)
     assert meta["metrics"]["test"]["accuracy"] >= OnnxClassifier().meta["metrics"]["test"]["accuracy"] - 0.025
+    assert meta["model"] == OnnxClassifier().meta["model"]
+    assert meta["model_args"] == OnnxClassifier().meta["model_args"]
     faces, _ = tiny_faces(70, seed=3)
-    p_float, p_int8 = OnnxClassifier("default").predict_probs(faces), int8.predict_probs(faces)
+    p_int8 = int8.predict_probs(faces)
     assert p_int8.shape == (70, 7) and np.allclose(p_int8.sum(1), 1, atol=1e-5)
     # top-1 agreement with its float one-pass source on 1,000 real training faces, measured
-    # when it was quantized (these synthetic faces sit near decision boundaries, where the
-    # default's 2-view TTA and one int8 pass may well differ)
+    # when it was quantized (the default is another checkpoint now, so synthetic faces near
+    # decision boundaries say nothing about quantization: the photo below is the real check)
     assert meta["quantization"]["agreement_with_float"] >= 0.95
-    assert (p_float.argmax(1) == p_int8.argmax(1)).mean() >= 0.5
     golden = Recognizer("default").predict(photo)[0]
     fast = Recognizer("int8").predict(photo)[0]
     assert fast.box == golden.box and fast.label == golden.label
