@@ -247,7 +247,7 @@ def test_init_from_an_onnx_model_rebuilds_its_weights(trained_run, tmp_path):
                    ckpt["class_names"])
 
 
-def test_mix_batch_mixup_and_cutmix():
+def test_mix_batch_mixup_and_cutmix(tiny_csv, tmp_path):
     from ferkit.train import mix_batch
 
     g = torch.Generator().manual_seed(0)
@@ -272,8 +272,8 @@ def test_mix_batch_mixup_and_cutmix():
             assert int(pasted.sum()) == len(rows) * len(cols)
     both = {mix_batch(x, 0.4, 1.0, 1.0, rng)[0].eq(x).any().item() for _ in range(40)}
     assert both == {True, False}  # CutMix keeps some original pixels, mixup none: both were drawn
-    r = run("train", "--data", "x.csv", "--mixup", -1)
-    assert r.returncode != 0
+    r = train_tiny(tiny_csv, tmp_path / "bad", "--mixup", -1)
+    assert r.returncode == 2 and "mixup" in r.stderr
 
 
 def test_distillation_loss_terms():

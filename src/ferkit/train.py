@@ -95,8 +95,9 @@ class TrainConfig:
             ``1 - distill_weight``.
         distill_temperature: temperature T > 0 that softens the student's logits and the
             teacher's probabilities (``p ** (1 / T)``, renormalised) in the distillation term.
-        init: start from these weights instead of random ones (same model, arguments and
-            classes; e.g. a second, low-LR stage with lighter augmentation): a ferkit ``.pt``
+        init: start from these weights instead of random ones (same model and classes,
+            weights of the same shapes; e.g. a second, low-LR stage with lighter
+            augmentation): a ferkit ``.pt``
             checkpoint, or a ferkit ``.onnx`` model or bundled name (``default``) whose graph
             weights are rebuilt in PyTorch.
         seed: seeds weights, shuffling, augmentation and dropout.
