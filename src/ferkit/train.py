@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,12 @@ class TrainConfig:
             augmentation): a ferkit ``.pt``
             checkpoint, or a ferkit ``.onnx`` model or bundled name (``default``) whose graph
             weights are rebuilt in PyTorch.
+        precision: arithmetic of the forward and backward passes: ``fp32``, or ``bf16``
+            (``torch.autocast`` to bfloat16 on the CPU; the weights, the optimiser state, the
+            loss and every val pass stay float32, as in mixed-precision training, Micikevicius
+            et al., 2018, "Mixed Precision Training"). bf16 is about 2x faster per step on a
+            CPU with AVX-512 BF16 or AMX (oneDNN), and slower than fp32 on one without; the
+            run prints a warning there.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -138,6 +145,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temperature: float = 3.0
     init: str = ""
+    precision: str = "fp32"
     seed: int = 0
     threads: int = 0
     skip_bad: bool = False
@@ -409,6 +417,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    bf16 = cfg.precision == "bf16"
+    if bf16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
+                      "it runs, slower than fp32", stacklevel=2)
     t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
@@ -471,7 +485,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             x, perm, lam = mix_batch(x, cfg.mixup, cfg.cutmix, cfg.mix_prob, mix_rng)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
-            logits = model(x)  # (B, C)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)  # (B, C)
+            logits = logits.float()  # the loss in float32
 
             def loss_of(targets: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
                 if soft is None:
@@ -535,6 +551,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
               f"{row['seconds']:.0f} s", flush=True)
     if out_of_time:
         print(f"time budget of {cfg.budget:g} min spent after {elapsed() / 60:.1f} min")
+    elif cfg.budget and len(history) >= cfg.epochs:  # the epoch cap came first: the LR never annealed
+        warnings.warn(f"the run reached epochs: {cfg.epochs} after {elapsed() / 60:.1f} of its "
+                      f"{cfg.budget:g} budget minutes, so its one-cycle schedule stopped before annealing; "
+                      f"raise epochs (or lower budget) for a budget run on this machine", stacklevel=2)
     if bad_epochs >= cfg.patience > 0:
         print(f"early stop: no better val accuracy in {cfg.patience} epochs")
     print(f"best val accuracy {best_acc:.4f}: {best_path}")
