@@ -9,6 +9,10 @@ bf16: 46.3 / 21.9 ms at widths 16-32-64-128, 111.4 / 56.1 ms at 32-64-128-256, 2
 47 / 32, 134 / 72 and 283 / 127 ms. A real epoch costs a few seconds more (augmentation, the val
 pass, checkpoints): 31 s against 25 s implied for 32-64-128-256.
 
+Session 14 (2-core AMD EPYC, Zen 3, AVX2, no native bf16; 20 timed steps, nothing else
+running): fp32 / bf16 103.1 / 1070.5 ms, 299.1 / 4040.2 ms and 623.5 / 8157.3 ms: emulated
+bf16 costs 10-13x fp32 there.
+
     python benchmarks/train_step.py --batch-sizes 64 128
 """
 

@@ -105,8 +105,9 @@ class TrainConfig:
             (``torch.autocast`` to bfloat16 on the CPU; the weights, the optimiser state, the
             loss and every val pass stay float32, as in mixed-precision training, Micikevicius
             et al., 2018, "Mixed Precision Training"). bf16 is about 2x faster per step on a
-            CPU with AVX-512 BF16 or AMX (oneDNN); on one without it is emulated (expect it
-            slower than fp32; not measured here) and the run prints a warning.
+            CPU with AVX-512 BF16 or AMX (oneDNN); on one without it is emulated, 10-13x
+            slower than fp32 on an AMD EPYC Zen 3 (``benchmarks/train_step.py``), and the
+            run prints a warning.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -423,7 +424,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)  # a private oneDNN query
     if bf16 and not native():
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
-                      "it runs, probably slower than fp32", stacklevel=2)
+                      "it runs emulated, about 10x slower than fp32 (use precision: fp32)", stacklevel=2)
     t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
