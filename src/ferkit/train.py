@@ -424,7 +424,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)  # a private oneDNN query
     if bf16 and not native():
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
-                      "it runs emulated, about 10x slower than fp32 (use precision: fp32)", stacklevel=2)
+                      "it runs emulated, 10-13x slower than fp32 per step (use precision: fp32)", stacklevel=2)
     t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
