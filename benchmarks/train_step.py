@@ -1,5 +1,6 @@
 """Time one `vgg_s` training step (forward, float32 loss, backward, AdamW step) in fp32
-and in bfloat16 autocast, as `ferkit train --precision` runs it: channels-last input,
+and in bfloat16 autocast, as `ferkit train --precision` runs it (`ferkit.train.step_ms`,
+the median step): channels-last input,
 random 40x40 crops, 7 classes. Prints ms per step and the implied seconds per FER2013
 epoch (28,709 faces) for each width and batch size. Needs no data.
 
@@ -13,6 +14,14 @@ Session 14 (2-core AMD EPYC, Zen 3, AVX2, no native bf16; 20 timed steps, nothin
 running): fp32 / bf16 103.1 / 1070.5 ms, 299.1 / 4040.2 ms and 623.5 / 8157.3 ms: emulated
 bf16 costs 10-13x fp32 there.
 
+Session 15 (2-core Intel Xeon with AVX-512 BF16 but no AMX; three runs, nothing else
+running: mean of 20 steps, then median of 20 and of 40 steps): fp32 / bf16 88.6 / 76.2,
+65.9 / 75.4 and 52.0 / 68.1 ms at 16-32-64-128; 172.5 / 235.5, 178.0 / 242.1 and
+173.1 / 218.4 ms at 32-64-128-256; 373.8 / 450.3, 451.5 / 423.1 and 301.9 / 442.8 ms at
+48-96-192-384. Without AMX, bf16 costs 0.86-1.47x the fp32 step (1.26-1.37x at the
+bundled width), and this machine's speed drifted by up to 1.7x between runs. `precision:
+auto` (`ferkit train`) times both on the run's own model and keeps the faster.
+
     python benchmarks/train_step.py --batch-sizes 64 128
 """
 
@@ -22,9 +31,9 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ferkit.models import create_model
+from ferkit.train import step_ms
 
 WIDTHS = ([16, 32, 64, 128], [32, 64, 128, 256], [48, 96, 192, 384])
 
@@ -33,24 +42,7 @@ def ms_per_step(widths, batch_size: int, bf16: bool, steps: int, warmup: int = 5
     torch.manual_seed(0)
     model = create_model("vgg_s", num_classes=7, in_chans=1, input_size=48, widths=widths, crop=40,
                          dropout=0.2).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    x = torch.randn(batch_size, 1, 40, 40).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 7, (batch_size,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps * 1000.0
+    return step_ms(model, batch_size, 40, bf16, steps, warmup)
 
 
 def main() -> None:
@@ -59,8 +51,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps per figure (after 5 warm-up steps)")
     args = p.parse_args()
     native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: None)()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: None)()  # a private query, as above
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native}")
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native}, AMX: {amx}")
     print("| widths | batch | fp32 ms/step | bf16 ms/step | fp32 s/epoch | bf16 s/epoch |")
     print("|---|---|---|---|---|---|")
     for widths in WIDTHS:

@@ -403,6 +403,32 @@ def test_bf16_autocast_trains_float32_weights_close_to_fp32(tiny_csv, tmp_path):
     assert r.returncode == 2 and "precision" in r.stderr
 
 
+def test_precision_auto_times_both_and_keeps_its_choice_on_resume(tiny_csv, tmp_path):
+    from ferkit.models import create_model
+    from ferkit.train import choose_precision
+
+    torch.manual_seed(0)
+    model = create_model("vgg_s", widths=(8, 16, 16, 16), crop=40, dropout=0.5)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    choice, ms = choose_precision(model, 4, 40, steps=2)
+    assert set(ms) == {"fp32", "bf16"} and all(v > 0 for v in ms.values())
+    assert choice == min(ms, key=ms.get)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # timed on a copy
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's own random draws are not shifted
+
+    out = tmp_path / "auto"
+    r = train_tiny(tiny_csv, out, "--precision", "auto")
+    assert r.returncode == 0, r.stderr
+    chosen = torch.load(out / "last.pt", map_location="cpu", weights_only=False)["config"]["precision"]
+    assert chosen in ("fp32", "bf16") and f"precision auto: {chosen} (" in r.stdout
+    assert json.loads((out / "config.json").read_text())["precision"] == chosen
+    r = run("train", "--data", tiny_csv, "--epochs", 2, "--batch-size", 8, "--out", out,
+            "--no-progress", "--threads", 1, "--precision", "auto", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert f"precision auto: {chosen}, as chosen when" in r.stdout
+
+
 def test_budget_run_stopped_by_its_epoch_cap_warns(tiny_csv, tmp_path):
     r = run("train", "--data", tiny_csv, "--batch-size", 8, "--out", tmp_path / "capped", "--no-progress",
             "--threads", 1, "--epochs", 1, "--budget", 10, "--patience", 0)

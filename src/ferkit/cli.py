@@ -57,9 +57,10 @@ def _add_train(sub) -> None:
     p.add_argument("--distill-temperature", type=float, help="distillation temperature T (default 3)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise faces (recorded in the model's preprocessing)")
-    p.add_argument("--precision", choices=["fp32", "bf16"],
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="bf16: bfloat16 autocast for the forward and backward passes (about 2x faster "
-                        "on a CPU with AVX-512 BF16 or AMX; weights stay float32; default fp32)")
+                        "on a CPU with AMX, slower than fp32 on most others; weights stay float32); "
+                        "auto: time both on a few steps and keep the faster (default fp32)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="leave out malformed rows / unreadable images instead of failing")

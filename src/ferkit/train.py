@@ -7,6 +7,7 @@ chooses the checkpoint and stops training. ``test`` (PrivateTest) is never read 
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -101,13 +102,18 @@ class TrainConfig:
             augmentation): a ferkit ``.pt``
             checkpoint, or a ferkit ``.onnx`` model or bundled name (``default``) whose graph
             weights are rebuilt in PyTorch.
-        precision: arithmetic of the forward and backward passes: ``fp32``, or ``bf16``
+        precision: arithmetic of the forward and backward passes: ``fp32``, ``bf16``
             (``torch.autocast`` to bfloat16 on the CPU; the weights, the optimiser state, the
             loss and every val pass stay float32, as in mixed-precision training, Micikevicius
-            et al., 2018, "Mixed Precision Training"). bf16 is about 2x faster per step on a
-            CPU with AVX-512 BF16 or AMX (oneDNN); on one without it is emulated, 10-13x
-            slower than fp32 on an AMD EPYC Zen 3 (``benchmarks/train_step.py``), and the
-            run prints a warning.
+            et al., 2018, "Mixed Precision Training"), or ``auto``: the faster of the two on
+            this machine, timed on a few training steps of the run's own model and batch
+            before the run starts (:func:`choose_precision`; the choice and both timings are
+            printed, and the run records the precision it chose). Measured with
+            ``benchmarks/train_step.py``, bf16 costs 0.45-0.5x the fp32 step on an Intel
+            Xeon with AMX (session 13), 0.86-1.47x on an Intel Xeon with AVX-512 BF16 but no
+            AMX (session 15; 1.26-1.37x at the bundled widths 32-64-128-256), and 10-13x
+            on an AMD EPYC Zen 3 without native bfloat16, where it is emulated and the run
+            prints a warning.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -322,6 +328,54 @@ def predict_logits(model: torch.nn.Module, faces: np.ndarray, pre: Preprocessing
     return torch.cat(out).numpy()
 
 
+def step_ms(model: torch.nn.Module, batch_size: int, side: int, bf16: bool, steps: int = 5,
+            warmup: int = 2) -> float:
+    """Median wall time in milliseconds of one training step (forward, float32 loss,
+    backward, AdamW step) of a copy of ``model`` on a random (batch_size, in_chans, side,
+    side) channels-last batch, as :func:`train` runs it, in fp32 or under bfloat16
+    autocast; ``warmup`` untimed steps first (oneDNN builds its kernels then).
+
+    The model, its weights and PyTorch's global random state are left as they were.
+    """
+    clone = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(clone.parameters(), lr=1e-4)
+    in_chans = next(m for m in clone.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    times = []
+    with torch.random.fork_rng():  # dropout draws here must not shift the run's own
+        x = torch.randn(batch_size, in_chans, side, side).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 2, (batch_size,))
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = clone(x)
+            loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def _native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX); True when
+    this PyTorch lacks the (private) query."""
+    return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)())
+
+
+def choose_precision(model: torch.nn.Module, batch_size: int, side: int,
+                     steps: int = 5) -> tuple[str, dict[str, float]]:
+    """The faster precision for training ``model`` on this machine: ``("fp32" | "bf16",
+    {"fp32": ms, "bf16": ms})``, each the median of ``steps`` timed training steps of
+    :func:`step_ms` on batches of ``batch_size`` faces of ``side`` pixels. A CPU
+    without native bfloat16 gets fp32 without timing bf16 (emulated, it is 10-13x slower:
+    ``benchmarks/train_step.py``); its bf16 time is then reported as ``inf``.
+    """
+    ms = {"fp32": step_ms(model, batch_size, side, False, steps),
+          "bf16": step_ms(model, batch_size, side, True, steps) if _native_bf16() else math.inf}
+    return ("bf16" if ms["bf16"] < ms["fp32"] else "fp32"), ms
+
+
 def _make_optimizer(model, cfg: TrainConfig, steps: int):
     decay, no_decay = [], []
     for p in model.parameters():
@@ -418,13 +472,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    if cfg.precision not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"precision must be fp32, bf16 or auto, got {cfg.precision!r}")
+    if cfg.precision == "auto":
+        if resume and last_path.exists():  # a resumed run keeps the precision it chose
+            chosen = torch.load(last_path, map_location="cpu", weights_only=False)["config"]["precision"]
+            print(f"precision auto: {chosen}, as chosen when {out} started")
+        else:
+            chosen, ms = choose_precision(model, cfg.batch_size, crop or pre.input_size)
+            print(f"precision auto: {chosen} (a training step of this model and batch: "
+                  f"fp32 {ms['fp32']:.1f} ms, bf16 {ms['bf16']:.1f} ms)")
+        cfg = dataclasses.replace(cfg, precision=chosen)
     bf16 = cfg.precision == "bf16"
-    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)  # a private oneDNN query
-    if bf16 and not native():
+    if bf16 and not _native_bf16():
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
-                      "it runs emulated, 10-13x slower than fp32 per step (use precision: fp32)", stacklevel=2)
+                      "it runs emulated, 10-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
     t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
