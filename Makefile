@@ -65,26 +65,26 @@ member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
-## bundle: export the wide distilled network (chosen on val) with flip TTA (chosen on val) as the bundled model; record its val and test figures; fit its temperature on val
+## bundle: export the wide distilled network (chosen on val) with flip TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures
 bundle: $(VENV)/.test
 	$(BIN)/ferkit export runs/distill-wide/best.pt --out src/ferkit/weights/default.onnx --tta flip
+	$(BIN)/ferkit calibrate --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
-	$(BIN)/ferkit calibrate --data $(DATA)
 
 ## train-restart: session 12's second stage of the wide distilled network (warm restart, CutMix, weight average; 100 min + the teacher's pass), the int8 model's source; needs make train first
 train-restart: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/distill-wide-restart.yaml --data $(DATA) $(if $(wildcard runs/distill-wide-restart/last.pt),--resume)
 
-## bundle-int8: the int8 model: single-pass export of session 12's restart of the wide distilled network (chosen on val), quantized on 1000 training faces (settings chosen on val)
+## bundle-int8: the int8 model: single-pass export of session 12's restart of the wide distilled network (chosen on val), quantized on 1000 training faces (settings chosen on val); logit adjustment (none chosen) and temperature fitted on val
 bundle-int8: $(VENV)/.test
 	$(BIN)/ferkit export runs/distill-wide-restart/best.pt --out runs/int8/float.onnx
 	$(BIN)/ferkit quantize runs/int8/float.onnx --data $(DATA) --out src/ferkit/weights/int8.onnx --meta-from default
+	$(BIN)/ferkit calibrate src/ferkit/weights/int8.onnx --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
-	$(BIN)/ferkit calibrate src/ferkit/weights/int8.onnx --data $(DATA)
 
-## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1)
+## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1); logit adjustment and temperature fitted on val
 bundle-ensemble: $(VENV)/.test
 	mkdir -p runs/members runs/ens
 	$(BIN)/ferkit export runs/default-polish/best.pt --out runs/members/stage4-crops.onnx --tta crops
@@ -95,7 +95,7 @@ bundle-ensemble: $(VENV)/.test
 	$(BIN)/ferkit calibrate runs/members/medium-crops.onnx --data $(DATA)
 	$(BIN)/ferkit calibrate runs/members/medium-flip.onnx --data $(DATA)
 	$(BIN)/ferkit ensemble runs/members/stage4-crops.onnx runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens/ensemble.onnx
-	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA)
+	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test
 	cp runs/ens/ensemble.onnx runs/ens/ensemble.json src/ferkit/weights/

@@ -10,7 +10,9 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import log_loss
 
 from ferkit.calibrate import (apply_temperature, calibrate_model, expected_calibration_error,
-                              fit_temperature, reliability, set_graph_temperature)
+                              fit_logit_adjustment, fit_temperature, format_calibration,
+                              graph_logit_adjustment, reliability, set_graph_logit_adjustment,
+                              set_graph_temperature)
 from ferkit.checkpoint import checkpoint_meta, save_checkpoint
 from ferkit.classifier import OnnxClassifier
 from ferkit.errors import FerkitError, ModelError
@@ -120,3 +122,91 @@ def test_bundled_model_is_calibrated():
     assert clf.temperature != 1.0 and clf.meta["calibration"]["split"] == "val"
     faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48)).astype(np.uint8)
     assert np.allclose(clf.predict_probs(faces), softmax(clf.predict_logits(faces) / clf.temperature), atol=1e-6)
+
+
+def _over_prior_logits(n: int, gamma: float, seed: int):
+    """Faces of 3 classes with prior (0.05, 0.45, 0.5), 1-D Gaussian features; the logits
+    are the Bayes posterior's plus ``gamma * log(prior)``: a model that leans towards
+    common classes more than the prior does (as networks trained on imbalanced data do)."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([0.05, 0.45, 0.5])
+    y = rng.choice(3, n, p=prior)
+    means = np.array([-1.0, 0.0, 1.0])
+    x = rng.normal(means[y], 0.8)
+    log_lik = -0.5 * ((x[:, None] - means[None]) / 0.8) ** 2
+    return log_lik + (1 + gamma) * np.log(prior), y, prior
+
+
+def test_logit_adjustment_undoes_a_lean_towards_common_classes():
+    logits, y, prior = _over_prior_logits(20_000, gamma=0.6, seed=0)
+    tau, table = fit_logit_adjustment(logits, y, prior)
+    assert table[0]["tau"] == 0.0 and len(table) == 21
+    chosen = next(r for r in table if r["tau"] == tau)
+    assert 0.3 <= tau <= 1.0  # the excess lean (0.6) is taken back, or more for macro F1
+    assert chosen["accuracy"] >= table[0]["accuracy"] and chosen["macro_f1"] > table[0]["macro_f1"]
+    assert chosen["recall"][0] > table[0]["recall"][0] + 0.1  # the rare class gains
+    # the Bayes posterior itself: accuracy can only fall, so an accuracy-keeping tau is small
+    bayes, y2, _ = _over_prior_logits(20_000, gamma=0.0, seed=1)
+    tau0, table0 = fit_logit_adjustment(bayes, y2, prior)
+    assert tau0 <= 0.3
+    assert next(r for r in table0 if r["tau"] == tau0)["accuracy"] >= table0[0]["accuracy"]
+    with pytest.raises(FerkitError, match="prior"):
+        fit_logit_adjustment(logits, y, np.array([0.5, 0.5, 0.0]))
+    with pytest.raises(FerkitError, match="prior"):
+        fit_logit_adjustment(logits, y, np.array([0.5, 0.5]))
+
+
+def test_graph_logit_adjustment_reaches_logits_probs_and_the_rebuilt_network(tmp_path):
+    import shutil
+
+    from ferkit.classifier import default_model_path
+    from ferkit.explain import torch_model_from_onnx
+    from ferkit.preprocess import prepare_faces
+
+    tiny_onnx = tmp_path / "default.onnx"  # the bundled network, which Grad-CAM rebuilds
+    shutil.copy(default_model_path(), tiny_onnx)
+    shutil.copy(default_model_path().with_suffix(".json"), tiny_onnx.with_suffix(".json"))
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    shipped = graph_logit_adjustment(tiny_onnx)  # the bundled model's own, recorded in its .json
+    assert shipped is not None
+    assert np.allclose(shipped, json.loads(tiny_onnx.with_suffix(".json").read_text())["logit_adjustment"]["bias"])
+    raw = OnnxClassifier(tiny_onnx).predict_logits(faces) + shipped
+    t = OnnxClassifier(tiny_onnx).temperature
+    bias = np.array([-0.5, -1.2, 0.0, 0.3, 0.1, -0.2, 0.4], dtype=np.float32)
+    for b in (bias, 2 * bias):  # a second call replaces the bias; it does not stack
+        set_graph_logit_adjustment(tiny_onnx, b)
+        clf = OnnxClassifier(tiny_onnx)
+        assert np.allclose(clf.predict_logits(faces), raw - b, atol=1e-5)
+        graph_probs = clf.session.run(["probs"], {"images": prepare_faces(faces, clf.preprocessing)})[0]
+        assert np.allclose(graph_probs, softmax((raw - b) / t), atol=1e-5)
+        assert np.allclose(graph_logit_adjustment(tiny_onnx), b)
+        tm = torch_model_from_onnx(tiny_onnx)  # Grad-CAM's network sees what the graph gives
+        with torch.no_grad():
+            torch_logits = tm.logits(torch.from_numpy(prepare_faces(faces, tm.preprocessing))).numpy()
+        assert np.allclose(torch_logits, raw - b, atol=1e-4)
+    import onnx
+
+    assert sum(n.name == "ferkit_logit_adjustment_sub" for n in onnx.load(str(tiny_onnx)).graph.node) == 1
+    with pytest.raises(ModelError, match="logits"):
+        set_graph_logit_adjustment(tiny_onnx, np.zeros(3))
+
+
+def test_calibrate_with_logit_adjustment_records_it_and_refits_from_raw_logits(tiny_onnx, tiny_csv):
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    raw = OnnxClassifier(tiny_onnx).predict_logits(faces)
+    assert graph_logit_adjustment(tiny_onnx) is None  # a fresh export has none
+    set_graph_logit_adjustment(tiny_onnx, np.full(7, 3.0))  # a stale adjustment to be refitted
+    c = calibrate_model(tiny_onnx, tiny_csv, logit_adjust=True)
+    a = c["logit_adjustment"]
+    meta = json.loads(tiny_onnx.with_suffix(".json").read_text())
+    assert meta["logit_adjustment"] == a and a["split"] == "val" and a["n"] == 14
+    # the tiny train split is balanced: log(prior) is the same for every class, so no tau
+    # changes a prediction, none beats tau = 0, and the bias is 0 (the stale one is gone)
+    assert a["prior"] == pytest.approx([1 / 7] * 7, abs=1e-6) and a["tau"] == 0.0
+    assert a["val_after"] == a["val_before"]
+    clf = OnnxClassifier(tiny_onnx)
+    assert np.allclose(clf.predict_logits(faces), raw, atol=1e-5)
+    assert np.allclose(clf.predict_probs(faces), softmax(raw / c["temperature"]), atol=1e-5)
+    assert "logit adjustment tau 0.00" in format_calibration(c)
+    with pytest.raises(FerkitError, match="graph"):
+        calibrate_model(tiny_onnx, tiny_csv, graph=False, logit_adjust=True)

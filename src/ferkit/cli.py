@@ -594,12 +594,16 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root (val split used)")
     p.add_argument("--json-only", action="store_true",
                    help="store T in the .json only; the graph's probs stay softmax(logits)")
+    p.add_argument("--logit-adjust", action="store_true",
+                   help="first fit a logit adjustment on val (Menon et al., ICLR 2021: logits - tau * "
+                        "log(train prior), tau with the best val macro F1 that keeps the val accuracy; "
+                        "raises rare classes' recall) and bake it into the graph's logits")
 
 
 def _cmd_calibrate(args) -> int:
     from .calibrate import calibrate_model, format_calibration
 
-    c = calibrate_model(args.model, args.data, graph=not args.json_only)
+    c = calibrate_model(args.model, args.data, graph=not args.json_only, logit_adjust=args.logit_adjust)
     print(format_calibration(c))
     return 0
 

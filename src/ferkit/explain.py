@@ -49,6 +49,8 @@ class TorchModel:
         temperature: T of the calibrated probabilities ``softmax(logits / T)``.
         tta: the ONNX graph's test-time augmentation, whose views' logits are averaged
             (``"none"``, ``"flip"``, ``"crops"``; :func:`ferkit.export.tta_views`).
+        logit_bias: (C,) float32 array the ONNX graph's logits subtract (a logit
+            adjustment, :func:`ferkit.calibrate.set_graph_logit_adjustment`), or None.
     """
 
     model: object
@@ -56,6 +58,7 @@ class TorchModel:
     preprocessing: object
     temperature: float = 1.0
     tta: str = "none"
+    logit_bias: object = None
 
     def views(self, images):
         """The test-time views of (B, 1, S, S) images: ``[(view, where), ...]`` as
@@ -66,10 +69,14 @@ class TorchModel:
 
     def logits(self, images):
         """(B, 1, S, S) float32 tensor -> (B, C) logits tensor: the mean over the
-        model's test-time views, by the module the ONNX graph was exported from."""
+        model's test-time views, by the module the ONNX graph was exported from, less the
+        graph's logit adjustment when it has one."""
         from .export import _WithProbs
 
-        return _WithProbs(self.model, self.tta)(images)[0]
+        logits = _WithProbs(self.model, self.tta)(images)[0]
+        if self.logit_bias is None:
+            return logits
+        return logits - require_torch().as_tensor(self.logit_bias, dtype=logits.dtype)
 
 
 def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
@@ -93,6 +100,7 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
         from onnx import numpy_helper
     except ImportError:
         raise FerkitError(f"rebuilding an ONNX model in PyTorch needs onnx: {TRAIN_EXTRA}") from None
+    from .calibrate import ADJUSTMENT_INIT
     from .classifier import default_model_path, read_metadata
     from .models import create_model
     from .preprocess import Preprocessing
@@ -112,6 +120,7 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
     graph = onnx.load(str(path)).graph
     weights = {i.name[len("model."):]: torch.from_numpy(numpy_helper.to_array(i).copy())
                for i in graph.initializer if i.name.startswith("model.")}
+    bias = next((numpy_helper.to_array(i).reshape(-1).copy() for i in graph.initializer if i.name == ADJUSTMENT_INIT), None)
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     wrong = [k for k in state if k in weights and tuple(weights[k].shape) != tuple(state[k].shape)]
@@ -121,7 +130,8 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
     state.update({k: v for k, v in weights.items() if k in state})
     model.load_state_dict(state)
     return TorchModel(model.eval(), tuple(meta["class_names"]), pre,
-                      temperature=float(meta.get("temperature", 1.0)), tta=meta.get("tta", "none"))
+                      temperature=float(meta.get("temperature", 1.0)), tta=meta.get("tta", "none"),
+                      logit_bias=bias)
 
 
 def load_torch_model(path: str | os.PathLike | None) -> TorchModel:

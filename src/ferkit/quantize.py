@@ -42,9 +42,10 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
     Args:
         model: the float ``.onnx`` model (its ``.json`` beside it).
         out: path of the int8 ``.onnx``; its ``.json`` is written beside it with every
-            key of the float model's metadata (then ``quantization`` added; ``metrics`` and
-            the temperature dropped: they must be measured again on the int8 model with
-            ``ferkit evaluate --record`` and ``ferkit calibrate``). ``logits`` and
+            key of the float model's metadata (then ``quantization`` added; ``metrics``, the
+            temperature and the logit adjustment's record dropped: they must be measured
+            again on the int8 model with ``ferkit calibrate`` and ``ferkit evaluate
+            --record``). ``logits`` and
             ``probs`` stay float outputs.
         faces: (N, H, W) uint8 gray training faces for the activation ranges, fed in
             batches of ``batch_size`` (N >= batch_size; the last N % batch_size unused).
@@ -102,7 +103,7 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
                         per_channel=per_channel, reduce_range=reduce_range,
                         calibrate_method=methods[method], nodes_to_exclude=float_nodes)
     meta = {**(base_meta or {}), **read_metadata(model)}
-    for key in ("metrics", "temperature", "calibration", "outputs_note"):  # measured on the float model
+    for key in ("metrics", "temperature", "calibration", "logit_adjustment", "outputs_note"):  # measured on the float model
         meta.pop(key, None)
     meta["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                             "weights": weights, "activations": "uint8", "per_channel": per_channel,
