@@ -7,7 +7,10 @@ metrics and ``temperature``). The bundled default model lives in ``ferkit/weight
 
 Probabilities are calibrated: ``softmax(logits / T)`` with the ``temperature`` T of the
 metadata (fitted on val by ``ferkit calibrate``, :mod:`ferkit.calibrate`; T = 1 when
-absent), so "0.9 happy" is right about 9 times in 10 on FER2013-like faces.
+absent), so "0.9 happy" is right about 9 times in 10 on FER2013-like faces. A model
+calibrated with ``ferkit calibrate --logit-adjust`` (the bundled ``default`` and
+``ensemble``) has the logit adjustment in its graph: its ``logits`` output is already the
+network's logits minus ``tau * log(prior)`` (``logit_adjustment`` in the metadata).
 """
 
 from __future__ import annotations
