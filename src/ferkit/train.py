@@ -109,7 +109,7 @@ class TrainConfig:
             this machine, timed on a few training steps of the run's own model and batch
             before the run starts (:func:`choose_precision`; the choice and both timings are
             printed, and the run records the precision it chose). Measured with
-            ``benchmarks/train_step.py``, bf16 costs 0.45-0.5x the fp32 step on an Intel
+            ``benchmarks/train_step.py``, bf16 costs 0.45-0.68x the fp32 step on an Intel
             Xeon with AMX (session 13), 0.86-1.47x on an Intel Xeon with AVX-512 BF16 but no
             AMX (session 15; 1.26-1.37x at the bundled widths 32-64-128-256), and 10-13x
             on an AMD EPYC Zen 3 without native bfloat16, where it is emulated and the run
