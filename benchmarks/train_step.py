@@ -28,7 +28,6 @@ auto` (`ferkit train`) times both on the run's own model and keeps the faster.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 

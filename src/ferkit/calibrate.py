@@ -323,13 +323,13 @@ def calibrate_model(model_path: str | os.PathLike | None, data: str | os.PathLik
         prior = counts / counts.sum()
         tau, table = fit_logit_adjustment(raw, val.targets, prior)
         bias = (tau * np.log(prior)).astype(np.float32)
+        logits = raw - bias
         if tau > 0 or old is not None:  # a graph that needs no adjustment is left as it is
             set_graph_logit_adjustment(onnx_path, bias)
             clf = OnnxClassifier(onnx_path)
-            logits = clf.predict_logits(val.images)
-        diff = float(np.abs(logits - (raw - bias)).max())
-        if diff >= 1e-4:
-            raise ModelError(f"{onnx_path}: adjusted graph's logits differ from raw - tau * log(prior) by {diff}")
+            diff = float(np.abs(clf.predict_logits(val.images[:64]) - logits[:64]).max())
+            if diff >= 1e-4:
+                raise ModelError(f"{onnx_path}: adjusted graph's logits differ from raw - tau * log(prior) by {diff}")
         chosen = next(r for r in table if r["tau"] == tau)
         adjustment = {
             "method": "post-hoc logit adjustment (Menon et al., ICLR 2021): logits - tau * log(prior)",

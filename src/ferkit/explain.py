@@ -100,7 +100,7 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
         from onnx import numpy_helper
     except ImportError:
         raise FerkitError(f"rebuilding an ONNX model in PyTorch needs onnx: {TRAIN_EXTRA}") from None
-    from .calibrate import ADJUSTMENT_INIT
+    from .calibrate import graph_logit_adjustment
     from .classifier import default_model_path, read_metadata
     from .models import create_model
     from .preprocess import Preprocessing
@@ -120,7 +120,7 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
     graph = onnx.load(str(path)).graph
     weights = {i.name[len("model."):]: torch.from_numpy(numpy_helper.to_array(i).copy())
                for i in graph.initializer if i.name.startswith("model.")}
-    bias = next((numpy_helper.to_array(i).reshape(-1).copy() for i in graph.initializer if i.name == ADJUSTMENT_INIT), None)
+    bias = graph_logit_adjustment(path)  # None for a graph without a logit adjustment
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     wrong = [k for k in state if k in weights and tuple(weights[k].shape) != tuple(state[k].shape)]
