@@ -397,6 +397,26 @@ def test_bf16_autocast_trains_float32_weights_close_to_fp32(tiny_csv, tmp_path):
     assert not torch.equal(w32[w], w16[w])  # bf16 arithmetic really ran...
     # ...and took the same few steps from the same start (here ~12% apart; two seeds ~130%)
     assert (w32[w] - w16[w]).abs().mean() < 0.25 * w32[w].abs().mean()
+    # the val pass of a bf16 run is bf16's too: its recorded loss is the bf16 loss of the
+    # weights it measured, not the float32 one
+    from ferkit.data import load_fer2013
+    from ferkit.preprocess import Preprocessing
+    from ferkit.train import predict_logits
+    model, ckpt = load_checkpoint(tmp_path / "bf16" / "last.pt")
+    val = load_fer2013(tiny_csv, "all")["val"]
+    pre, y = Preprocessing(**ckpt["preprocessing"]), torch.from_numpy(val.targets)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the run's thread count, so that its sums add up in the same order
+    try:
+        losses = {}
+        for precision in ("fp32", "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = torch.from_numpy(predict_logits(model, val.images, pre))
+            losses[precision] = float(torch.nn.functional.cross_entropy(logits, y))
+    finally:
+        torch.set_num_threads(threads)
+    recorded = ckpt["history"][-1]["val_loss"]
+    assert abs(recorded - losses["bf16"]) < 0.1 * abs(losses["fp32"] - losses["bf16"]), (recorded, losses)
     bad = tmp_path / "bad.yaml"
     bad.write_text("precision: fp16\n")
     r = train_tiny(tiny_csv, tmp_path / "bad", "--config", bad)
