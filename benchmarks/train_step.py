@@ -26,8 +26,9 @@ Session 16 (2-core AMD EPYC, Zen 5, AVX-512 BF16, no AMX; nothing else running):
 is native and faster here. Batch 64: fp32 / bf16 46.1 / 26.4, 99.8 / 63.5 and
 226.5 / 132.7 ms. Seconds per epoch in bf16 by batch 32 / 64 / 128 / 256: 12.3 / 11.8 /
 7.7 / 8.3 at 16-32-64-128, 26.6 / 28.5 / 22.4 / 21.4 at 32-64-128-256, and 51.4 / 59.5 /
-47.2 / 55.5 at 48-96-192-384; a batch of 128 buys about a quarter more faces per second
-than 64 at the bundled width.
+47.2 / 55.5 at 48-96-192-384. At the bundled width a batch of 128 buys about a quarter more
+faces per second than 64 here, but real epochs of `configs/fast-bf16.yaml` were only about
+9% shorter (26.6 against 29.2 s: the val pass and augmentation do not shrink with it).
 
     python benchmarks/train_step.py --batch-sizes 64 128
 """

@@ -404,14 +404,13 @@ def test_bf16_autocast_trains_float32_weights_close_to_fp32(tiny_csv, tmp_path):
     from ferkit.train import predict_logits
     model, ckpt = load_checkpoint(tmp_path / "bf16" / "last.pt")
     val = load_fer2013(tiny_csv, "all")["val"]
-    pre, y = Preprocessing(**ckpt["preprocessing"]), torch.from_numpy(val.targets)
+    pre, y = Preprocessing.from_dict(ckpt["preprocessing"]), torch.from_numpy(val.targets)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the run's thread count, so that its sums add up in the same order
     try:
         losses = {}
         for precision in ("fp32", "bf16"):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                logits = torch.from_numpy(predict_logits(model, val.images, pre))
+            logits = torch.from_numpy(predict_logits(model, val.images, pre, bf16=precision == "bf16"))
             losses[precision] = float(torch.nn.functional.cross_entropy(logits, y))
     finally:
         torch.set_num_threads(threads)

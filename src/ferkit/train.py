@@ -106,8 +106,8 @@ class TrainConfig:
             (``torch.autocast`` to bfloat16 on the CPU; the weights, the optimiser state and
             the loss stay float32, as in mixed-precision training, Micikevicius et al., 2018,
             "Mixed Precision Training"; the val pass after each epoch runs under the same
-            autocast, so ``val_acc`` and the choice of ``best.pt`` are bf16's), or ``auto``: the faster of the two on
-            this machine, timed on a few training steps of the run's own model and batch
+            autocast, so ``val_acc`` and the choice of ``best.pt`` are bf16's), or
+            ``auto``: the faster of the two on this machine, timed on a few training steps of the run's own model and batch
             before the run starts (:func:`choose_precision`; the choice and both timings are
             printed, and the run records the precision it chose). Measured with
             ``benchmarks/train_step.py``, bf16 costs 0.45-0.68x the fp32 step on an Intel
@@ -319,14 +319,16 @@ def _to_unit(u8: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, faces: np.ndarray, pre: Preprocessing,
-                   batch_size: int = 512) -> np.ndarray:
+                   batch_size: int = 512, bf16: bool = False) -> np.ndarray:
     """Logits of a PyTorch model for (N, H, W) uint8 faces, preprocessed exactly as the
-    ONNX path does (:func:`ferkit.preprocess.prepare_faces`); returns (N, C) float32."""
+    ONNX path does (:func:`ferkit.preprocess.prepare_faces`); returns (N, C) float32.
+    ``bf16`` runs the model under bfloat16 autocast (a bf16 training run's val pass)."""
     model.eval()
     out = []
     for i in range(0, len(faces), batch_size):
         x = torch.from_numpy(prepare_faces(faces[i:i + batch_size], pre))  # (B, 1, S, S)
-        out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
     return torch.cat(out).numpy()
 
 
@@ -586,8 +588,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         # A bf16 run measures val in bf16 too: half the cost of the pass (1.2 against 2.4 s an
         # epoch at the fast-bf16 width, session 16), and on two such runs' best.pt 99.8% of the
         # val predictions agreed with float32's, accuracy within 0.08 points.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            val_logits = torch.from_numpy(predict_logits(evaluated, va.images, pre))
+        val_logits = torch.from_numpy(predict_logits(evaluated, va.images, pre, bf16=bf16))
         y_va = torch.from_numpy(va.targets)
         val_loss = float(F.cross_entropy(val_logits, y_va))
         val_acc = float((val_logits.argmax(1) == y_va).float().mean())
@@ -597,8 +598,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0}
         if ema is not None:  # the raw weights too, so the average's gain is on record
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                raw = predict_logits(model, va.images, pre).argmax(1)
+            raw = predict_logits(model, va.images, pre, bf16=bf16).argmax(1)
             row["val_acc_raw"] = float((raw == va.targets).mean())
         raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if ema is not None else ""
         history.append(row)
