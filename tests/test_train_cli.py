@@ -505,3 +505,63 @@ def test_every_recipe_in_configs_builds_its_model(recipe):
     model = create_model(cfg.model, input_size=cfg.input_size or 48, **cfg.model_args).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)  # a 48 px face, whatever the crop
+    if cfg.fp32_recipe:  # the recipe it falls back to loads as well
+        assert cfg.precision == "auto"
+        TrainConfig.from_dict(load_config(cfg.fp32_recipe))
+
+
+def test_augment_contrast_and_brightness_jitter_each_face():
+    from ferkit.train import TrainConfig, augment
+
+    gen = torch.Generator().manual_seed(0)
+    faces = 0.4 + 0.2 * torch.rand(256, 1, 48, 48, generator=gen)  # mid-gray: no clipping below
+    still = dict(rotate=0, shift=0, scale=0, flip=False)
+    same = augment(faces, TrainConfig(**still), torch.Generator().manual_seed(1))
+    assert torch.allclose(same, faces, atol=1e-5)
+
+    out = augment(faces, TrainConfig(**still, contrast=0.5), torch.Generator().manual_seed(1))
+    ratio = out.std(dim=(1, 2, 3)) / faces.std(dim=(1, 2, 3))
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), faces.mean(dim=(1, 2, 3)), atol=1e-4)  # about its own mean
+    assert ratio.min() >= 0.5 - 1e-3 and ratio.max() <= 1.5 + 1e-3 and ratio.max() - ratio.min() > 0.8
+
+    out = augment(faces, TrainConfig(**still, brightness=0.3), torch.Generator().manual_seed(1))
+    factor = out.mean(dim=(1, 2, 3)) / faces.mean(dim=(1, 2, 3))
+    assert factor.min() >= 0.7 - 1e-3 and factor.max() <= 1.3 + 1e-3 and factor.max() - factor.min() > 0.5
+    assert torch.allclose(out / faces, factor.view(-1, 1, 1, 1).expand_as(out), atol=1e-4)  # one factor a face
+
+    bright = augment(torch.ones(64, 1, 8, 8), TrainConfig(**still, brightness=1.0, contrast=1.0),
+                     torch.Generator().manual_seed(2))
+    assert bright.min() >= 0.0 and bright.max() <= 1.0  # clipped to the pixel range
+
+
+def test_bad_jitter_amounts_are_refused(tiny_csv, tmp_path):
+    r = train_tiny(tiny_csv, tmp_path / "run", "--contrast", 1.5)
+    assert r.returncode != 0 and "brightness and contrast must be in [0, 1]" in r.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_auto_precision_trains_the_fp32_recipe_where_fp32_is_faster(tiny_csv, tmp_path):
+    primary = tmp_path / "recipes" / "wide.yaml"
+    primary.parent.mkdir()
+    primary.write_text("model: vgg_s\nmodel_args: {widths: [8, 16, 32, 32], crop: 40, dropout: 0.2}\n"
+                       "precision: auto\nfp32_recipe: narrow.yaml\nseed: 5\noptimizer: adamw\nlr: 0.003\n")
+    (primary.parent / "narrow.yaml").write_text("model: vgg_s\nmodel_args: {widths: [4, 8, 8, 8], dropout: 0.0}\n"
+                                                "seed: 0\noptimizer: sgd\nlr: 0.01\n")
+    out = tmp_path / "run"
+    r = train_tiny(tiny_csv, out, "--config", primary, "--seed", 3, "--crop", 44)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    chosen = "fp32" if "precision auto: fp32 (" in r.stdout else "bf16"
+    assert f"precision auto: {chosen} (" in r.stdout and cfg["precision"] == chosen
+    assert cfg["seed"] == 3 and cfg["model_args"]["crop"] == 44 and cfg["out"] == str(out)  # the options given
+    if chosen == "fp32":  # the other recipe, with the same options on top
+        assert "narrow.yaml (the recipe's fp32_recipe) instead" in r.stdout
+        assert cfg["model_args"]["widths"] == [4, 8, 8, 8] and cfg["optimizer"] == "sgd" and cfg["fp32_recipe"] == ""
+    else:
+        assert cfg["model_args"]["widths"] == [8, 16, 32, 32] and cfg["optimizer"] == "adamw"
+    r = run("train", "--config", primary, "--data", tiny_csv, "--epochs", 2, "--batch-size", 8, "--out", out,
+            "--no-progress", "--threads", 1, "--seed", 3, "--crop", 44, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert f"precision auto: {chosen}, as chosen when" in r.stdout  # a resumed run keeps its recipe
+    assert json.loads((out / "config.json").read_text())["model_args"] == cfg["model_args"]
+    assert len(torch.load(out / "last.pt", map_location="cpu", weights_only=False)["history"]) == 2

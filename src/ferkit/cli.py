@@ -47,6 +47,12 @@ def _add_train(sub) -> None:
                         "ten-crop; 0: the whole face)")
     p.add_argument("--init", help="start from these weights (same model and classes): a .pt checkpoint, "
                                   "an .onnx model or a bundled name such as default")
+    p.add_argument("--erase", type=float, metavar="P", help="random erasing of one rectangle on a share P "
+                                                            "of the faces (0: off)")
+    p.add_argument("--brightness", type=float, metavar="B",
+                   help="multiply each face by a factor drawn from [1-B, 1+B] (0: off)")
+    p.add_argument("--contrast", type=float, metavar="C",
+                   help="scale each face's contrast about its mean by a factor from [1-C, 1+C] (0: off)")
     p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (0: off)")
     p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA) areas (0: off)")
     p.add_argument("--mix-prob", type=float, help="share of batches mixed when --mixup or --cutmix is on "
@@ -60,7 +66,8 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="bf16: bfloat16 autocast for the forward and backward passes (about 2x faster "
                         "on a CPU with AMX, slower than fp32 on most others; weights stay float32); "
-                        "auto: time both on a few steps and keep the faster (default fp32)")
+                        "auto: time both on a few steps and keep the faster; where fp32 wins, a recipe's "
+                        "fp32_recipe is trained instead (default fp32)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="leave out malformed rows / unreadable images instead of failing")
@@ -69,23 +76,23 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .train import TrainConfig, load_config, train
+    from .train import TrainConfig, load_config, merge_options, resolve_config, train
 
-    options = load_config(args.config) if args.config else {}
+    overrides = {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
-                "mixup", "cutmix", "mix_prob", "precision",
+                "erase", "brightness", "contrast", "mixup", "cutmix", "mix_prob", "precision",
                 "teacher", "distill_weight", "distill_temperature", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:
-            options[key] = value
+            overrides[key] = value
     if args.crop is not None:
-        options["model_args"] = {**options.get("model_args", {}), "crop": args.crop}
-    cfg = TrainConfig.from_dict(options)
+        overrides["model_args"] = {"crop": args.crop}
+    cfg = TrainConfig.from_dict(merge_options(load_config(args.config) if args.config else {}, overrides))
     if not cfg.data:
         raise FerkitError("no data: pass --data PATH (FER2013 CSV or image-folder root) or set "
                           "data: in the --config recipe")
-    train(cfg, resume=args.resume, progress=not args.no_progress)
+    train(resolve_config(cfg, overrides, resume=args.resume), resume=args.resume, progress=not args.no_progress)
     return 0
 
 

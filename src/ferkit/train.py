@@ -55,6 +55,14 @@ class TrainConfig:
         scale: maximum random zoom, fraction (0.1 = 0.9x-1.1x).
         flip: random horizontal flip with probability 0.5.
         erase: probability of random erasing of one rectangle (Zhong et al., 2020).
+        brightness: photometric jitter: every face's pixels are multiplied by a factor
+            drawn uniformly from ``[1 - brightness, 1 + brightness]``; 0 = off. As
+            torchvision's ``ColorJitter(brightness=...)`` on a gray face; values clipped to
+            [0, 1].
+        contrast: photometric jitter: every face is blended with its own mean gray,
+            ``mean + f * (face - mean)``, ``f`` drawn uniformly from
+            ``[1 - contrast, 1 + contrast]``; 0 = off (torchvision's
+            ``ColorJitter(contrast=...)``). Applied before ``brightness``.
         mixup: alpha of mixup (Zhang et al., 2018, "mixup: Beyond Empirical Risk
             Minimization"): a batch becomes ``lam * x + (1 - lam) * x[perm]`` with
             ``lam ~ Beta(alpha, alpha)``; 0 = off.
@@ -114,8 +122,12 @@ class TrainConfig:
             Xeon with AMX (session 13), 0.86-1.47x on an Intel Xeon with AVX-512 BF16 but no
             AMX (session 15; 1.26-1.37x at the bundled widths 32-64-128-256), 0.57-0.64x on
             an AMD EPYC Zen 5 with AVX-512 BF16 (session 16), and 10-13x on an AMD EPYC
-            Zen 3 without native bfloat16, where it is emulated and the run prints a
+            Zen 3 (8-10x on session 17's Zen 2) without native bfloat16, where it is emulated and the run prints a
             warning.
+        fp32_recipe: with ``precision: auto``, the recipe file to train instead where fp32
+            is the faster precision for this recipe's model (a recipe tuned for bf16's
+            step rate can be the wrong one at half of it; :func:`resolve_config`); a
+            relative path in a recipe file is relative to that file's folder; "" = none.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -143,6 +155,8 @@ class TrainConfig:
     scale: float = 0.1
     flip: bool = True
     erase: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
     mix_prob: float = 1.0
@@ -155,6 +169,7 @@ class TrainConfig:
     distill_temperature: float = 3.0
     init: str = ""
     precision: str = "fp32"
+    fp32_recipe: str = ""
     seed: int = 0
     threads: int = 0
     skip_bad: bool = False
@@ -170,8 +185,9 @@ class TrainConfig:
 
 
 def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: int = 0) -> torch.Tensor:
-    """Random affine (rotation, zoom, shift, horizontal flip), an optional random crop and
-    optional erasing, in one resampling (``grid_sample``, bilinear).
+    """Random affine (rotation, zoom, shift, horizontal flip) and an optional random crop
+    in one resampling (``grid_sample``, bilinear), then optional contrast and brightness
+    jitter and optional erasing.
 
     Args:
         images: (B, 1, H, H) float32 in [0, 1].
@@ -202,6 +218,12 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
                          torch.stack([sin * sign, cos, ty], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta, [b, images.shape[1], out_side, out_side], align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.contrast > 0:
+        f = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1)
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (mean + f * (out - mean)).clamp_(0.0, 1.0)
+    if cfg.brightness > 0:
+        out = (out * uniform(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)).clamp_(0.0, 1.0)
     if cfg.erase > 0:
         _, _, h, w = out.shape
         for i in torch.nonzero(torch.rand(b, generator=gen) < cfg.erase).flatten().tolist():
@@ -372,12 +394,25 @@ def choose_precision(model: torch.nn.Module, batch_size: int, side: int,
     """The faster precision for training ``model`` on this machine: ``("fp32" | "bf16",
     {"fp32": ms, "bf16": ms})``, each the median of ``steps`` timed training steps of
     :func:`step_ms` on batches of ``batch_size`` faces of ``side`` pixels. A CPU
-    without native bfloat16 gets fp32 without timing bf16 (emulated, it is 10-13x slower:
+    without native bfloat16 gets fp32 without timing bf16 (emulated, it is 8-13x slower:
     ``benchmarks/train_step.py``); its bf16 time is then reported as ``inf``.
     """
     ms = {"fp32": step_ms(model, batch_size, side, False, steps),
           "bf16": step_ms(model, batch_size, side, True, steps) if _native_bf16() else math.inf}
     return ("bf16" if ms["bf16"] < ms["fp32"] else "fp32"), ms
+
+
+def _auto_precision(model: torch.nn.Module, batch_size: int, side: int, last: Path, resume: bool) -> str:
+    """``precision: auto``'s choice, printed: the one recorded in ``last`` when resuming
+    it (a run keeps the precision it started with), else :func:`choose_precision`'s."""
+    if resume and last.exists():
+        chosen = torch.load(last, map_location="cpu", weights_only=False)["config"]["precision"]
+        print(f"precision auto: {chosen}, as chosen when {last.parent} started")
+        return chosen
+    chosen, ms = choose_precision(model, batch_size, side)
+    print(f"precision auto: {chosen} (a training step of this model and batch: "
+          f"fp32 {ms['fp32']:.1f} ms, bf16 {ms['bf16']:.1f} ms)")
+    return chosen
 
 
 def _make_optimizer(model, cfg: TrainConfig, steps: int):
@@ -470,6 +505,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         if cfg.ema else None)
+    if not (0.0 <= cfg.brightness <= 1.0 and 0.0 <= cfg.contrast <= 1.0):
+        raise ValueError(f"brightness and contrast must be in [0, 1] (0 = off), got "
+                         f"{cfg.brightness} and {cfg.contrast}")
     if cfg.mixup < 0 or cfg.cutmix < 0 or not 0.0 <= cfg.mix_prob <= 1.0:
         raise ValueError(f"mixup and cutmix must be >= 0 (0 = off) and mix_prob in [0, 1], got "
                          f"{cfg.mixup}, {cfg.cutmix} and {cfg.mix_prob}")
@@ -479,18 +517,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if cfg.precision not in ("fp32", "bf16", "auto"):
         raise ValueError(f"precision must be fp32, bf16 or auto, got {cfg.precision!r}")
     if cfg.precision == "auto":
-        if resume and last_path.exists():  # a resumed run keeps the precision it chose
-            chosen = torch.load(last_path, map_location="cpu", weights_only=False)["config"]["precision"]
-            print(f"precision auto: {chosen}, as chosen when {out} started")
-        else:
-            chosen, ms = choose_precision(model, cfg.batch_size, crop or pre.input_size)
-            print(f"precision auto: {chosen} (a training step of this model and batch: "
-                  f"fp32 {ms['fp32']:.1f} ms, bf16 {ms['bf16']:.1f} ms)")
-        cfg = dataclasses.replace(cfg, precision=chosen)
+        cfg = dataclasses.replace(cfg, precision=_auto_precision(model, cfg.batch_size, crop or pre.input_size,
+                                                                 last_path, resume))
     bf16 = cfg.precision == "bf16"
     if bf16 and not _native_bf16():
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
-                      "it runs emulated, 10-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
+                      "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
     t_teacher = time.time()
     soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
             if cfg.teacher else None)
@@ -678,11 +710,53 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def load_config(path: str | os.PathLike) -> dict:
-    """Read a YAML (or JSON) training recipe into a dict of :class:`TrainConfig` fields."""
+    """Read a YAML (or JSON) training recipe into a dict of :class:`TrainConfig` fields
+    (a relative ``fp32_recipe`` becomes a path relative to the recipe's folder)."""
     import yaml
 
     with open(path) as f:
         d = yaml.safe_load(f) or {}
     if not isinstance(d, dict):
         raise ValueError(f"{path}: a recipe must be a mapping of option: value")
+    if d.get("fp32_recipe") and not os.path.isabs(d["fp32_recipe"]):
+        d["fp32_recipe"] = os.path.normpath(Path(path).parent / d["fp32_recipe"])
     return d
+
+
+def merge_options(recipe: dict, overrides: dict) -> dict:
+    """``recipe`` with ``overrides`` on top (e.g. command-line options); ``model_args``
+    are merged key by key, so an override of ``crop`` keeps the recipe's widths."""
+    merged = {**recipe, **overrides}
+    if "model_args" in overrides:
+        merged["model_args"] = {**recipe.get("model_args", {}), **overrides["model_args"]}
+    return merged
+
+
+def resolve_config(cfg: TrainConfig, overrides: dict | None = None, resume: bool = False) -> TrainConfig:
+    """The config to train on this machine: ``cfg`` itself unless it says
+    ``precision: auto`` and names an ``fp32_recipe``. Then the precision is chosen here
+    (:func:`choose_precision` on ``cfg``'s model, batch and crop; a resumed run keeps the
+    choice recorded in ``cfg.out/last.pt``): bf16 trains ``cfg`` in bf16; fp32 trains the
+    ``fp32_recipe`` in fp32 instead, with the same ``overrides`` (the options given on
+    top of ``cfg``'s recipe, such as ``data`` or ``seed``) and into ``cfg.out``, so that
+    one command gives the recipe that suits the machine. The choice is printed.
+
+    Raises:
+        FileNotFoundError: the ``fp32_recipe`` file is missing.
+        ValueError: an unknown option in it.
+    """
+    if cfg.precision != "auto" or not cfg.fp32_recipe:
+        return cfg
+    from .labels import resolve_classes
+
+    side = cfg.input_size or 48  # FER2013's own side
+    model = create_model(cfg.model, num_classes=len(resolve_classes(cfg.classes).names), in_chans=1,
+                         input_size=side, **cfg.model_args).to(memory_format=torch.channels_last)
+    chosen = _auto_precision(model, cfg.batch_size, getattr(model, "crop", 0) or side,
+                             Path(cfg.out) / "last.pt", resume)
+    if chosen == "bf16":
+        return dataclasses.replace(cfg, precision="bf16")
+    print(f"fp32 is the faster precision here: training {cfg.fp32_recipe} (the recipe's fp32_recipe) instead")
+    options = merge_options(load_config(cfg.fp32_recipe), overrides or {})
+    options.update(out=cfg.out, precision="fp32", fp32_recipe="")
+    return TrainConfig.from_dict(options)
