@@ -30,6 +30,10 @@ is native and faster here. Batch 64: fp32 / bf16 46.1 / 26.4, 99.8 / 63.5 and
 faces per second than 64 here, but real epochs of `configs/fast-bf16.yaml` were only about
 9% shorter (26.6 against 29.2 s: the val pass and augmentation do not shrink with it).
 
+Session 17 (2-core AMD EPYC, Zen 2, AVX2, no AVX-512; nothing else running), batch 64,
+fp32 / bf16 (emulated): 136.3 / 1073.5, 424.7 / 4324.8 and 926.1 / 9661.3 ms: the slowest
+machine yet, 3x session 16's fp32 step of the narrow network.
+
     python benchmarks/train_step.py --batch-sizes 64 128
 """
 
