@@ -565,3 +565,27 @@ def test_auto_precision_trains_the_fp32_recipe_where_fp32_is_faster(tiny_csv, tm
     assert f"precision auto: {chosen}, as chosen when" in r.stdout  # a resumed run keeps its recipe
     assert json.loads((out / "config.json").read_text())["model_args"] == cfg["model_args"]
     assert len(torch.load(out / "last.pt", map_location="cpu", weights_only=False)["history"]) == 2
+
+
+def test_logit_adjustment_is_tau_log_prior_and_favours_rare_classes(tiny_csv, tmp_path):
+    from ferkit.train import logit_adjustment
+
+    targets = torch.tensor([0, 0, 0, 1, 1, 2])  # class 3 has no faces: counted as one
+    adj = logit_adjustment(targets, 4, 0.5)
+    assert adj.shape == (4,) and adj.dtype == torch.float32
+    assert torch.allclose(adj, 0.5 * torch.log(torch.tensor([3.0, 2.0, 1.0, 1.0]) / 7.0))
+    assert torch.equal(logit_adjustment(targets, 4, 0.0), torch.zeros(4))
+    # The loss on logits + adj: at uniform logits, its gradient pushes the rare class's
+    # logit up more than plain cross-entropy does, so the model learns to predict it more.
+    logits = torch.zeros(6, 4, requires_grad=True)
+    torch.nn.functional.cross_entropy(logits + logit_adjustment(targets, 4, 1.0), targets).backward()
+    plain = torch.zeros(6, 4, requires_grad=True)
+    torch.nn.functional.cross_entropy(plain, targets).backward()
+    assert float(-logits.grad[:, 2].sum()) > float(-plain.grad[:, 2].sum())
+    assert float(-logits.grad[:, 0].sum()) < float(-plain.grad[:, 0].sum())
+
+    r = train_tiny(tiny_csv, tmp_path / "la", "--logit-adjust", 1.0)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "la" / "config.json").read_text())["logit_adjust"] == 1.0
+    r = train_tiny(tiny_csv, tmp_path / "bad", "--logit-adjust", -1)
+    assert r.returncode != 0 and "logit_adjust must be >= 0" in r.stderr

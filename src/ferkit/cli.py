@@ -53,6 +53,9 @@ def _add_train(sub) -> None:
                    help="multiply each face by a factor drawn from [1-B, 1+B] (0: off)")
     p.add_argument("--contrast", type=float, metavar="C",
                    help="scale each face's contrast about its mean by a factor from [1-C, 1+C] (0: off)")
+    p.add_argument("--logit-adjust", type=float, metavar="TAU",
+                   help="logit-adjusted loss (Menon et al. 2021): train on logits + TAU * log(class "
+                        "prior), so rare classes are predicted more often (0: off; 1: the paper's)")
     p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (0: off)")
     p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA) areas (0: off)")
     p.add_argument("--mix-prob", type=float, help="share of batches mixed when --mixup or --cutmix is on "
@@ -81,7 +84,7 @@ def _cmd_train(args) -> int:
     overrides = {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
-                "erase", "brightness", "contrast", "mixup", "cutmix", "mix_prob", "precision",
+                "erase", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
                 "teacher", "distill_weight", "distill_temperature", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:

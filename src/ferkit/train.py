@@ -63,6 +63,13 @@ class TrainConfig:
             ``mean + f * (face - mean)``, ``f`` drawn uniformly from
             ``[1 - contrast, 1 + contrast]``; 0 = off (torchvision's
             ``ColorJitter(contrast=...)``). Applied before ``brightness``.
+        logit_adjust: tau of the logit-adjusted loss (Menon et al., 2021, "Long-tail
+            Learning via Logit Adjustment", ICLR; its loss form): the loss is computed on
+            ``logits + tau * log(prior)``, the prior being the train split's class
+            frequencies (:func:`logit_adjustment`), so the raw logits the model outputs
+            learn the class-balanced posterior and rare classes (disgust, fear) are
+            predicted more often; 0 = off, 1 = the paper's choice. Applies to both terms of
+            a distillation loss. The post-hoc form is ``ferkit calibrate --logit-adjust``.
         mixup: alpha of mixup (Zhang et al., 2018, "mixup: Beyond Empirical Risk
             Minimization"): a batch becomes ``lam * x + (1 - lam) * x[perm]`` with
             ``lam ~ Beta(alpha, alpha)``; 0 = off.
@@ -157,6 +164,7 @@ class TrainConfig:
     erase: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    logit_adjust: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
     mix_prob: float = 1.0
@@ -270,6 +278,23 @@ def mix_batch(images: torch.Tensor, mixup: float, cutmix: float, prob: float,
     mixed = images.clone()
     mixed[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
     return mixed, perm, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def logit_adjustment(targets: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:
+    """The offset ``tau * log(prior)`` of the logit-adjusted loss (Menon et al., 2021, "Long-tail
+    Learning via Logit Adjustment", ICLR), which training adds to the logits before the loss.
+
+    Args:
+        targets: (N,) int64 class indices in [0, num_classes) of the train split.
+        num_classes: C.
+        tau: the adjustment's strength, >= 0 (1 in the paper).
+
+    Returns:
+        (C,) float32, ``tau * log(prior)`` with ``prior`` the class frequencies of
+        ``targets`` (a class with no faces counts as one face, so its offset is finite).
+    """
+    counts = torch.bincount(targets, minlength=num_classes).clamp_min(1).float()
+    return tau * torch.log(counts / counts.sum())
 
 
 def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_probs: torch.Tensor,
@@ -511,6 +536,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if cfg.mixup < 0 or cfg.cutmix < 0 or not 0.0 <= cfg.mix_prob <= 1.0:
         raise ValueError(f"mixup and cutmix must be >= 0 (0 = off) and mix_prob in [0, 1], got "
                          f"{cfg.mixup}, {cfg.cutmix} and {cfg.mix_prob}")
+    if cfg.logit_adjust < 0:
+        raise ValueError(f"logit_adjust must be >= 0 (0 = off), got {cfg.logit_adjust}")
+    adjust = (logit_adjustment(torch.from_numpy(tr.targets), len(data.class_names), cfg.logit_adjust)
+              if cfg.logit_adjust else None)
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
@@ -589,10 +618,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 logits = model(x)  # (B, C)
             logits = logits.float()  # the loss in float32
 
+            fit = logits if adjust is None else logits + adjust  # what the loss sees
+
             def loss_of(targets: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
                 if soft is None:
-                    return F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
-                return distillation_loss(logits, targets, soft[faces], cfg.distill_weight,
+                    return F.cross_entropy(fit, targets, label_smoothing=cfg.label_smoothing)
+                return distillation_loss(fit, targets, soft[faces], cfg.distill_weight,
                                          cfg.distill_temperature, cfg.label_smoothing)
 
             loss = loss_of(y, idx)
