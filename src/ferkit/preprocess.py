@@ -22,7 +22,10 @@ class Preprocessing:
         std: standard deviation divided by after subtracting ``mean``.
         equalize: histogram-equalise each face (OpenCV ``equalizeHist``) after resizing,
             to make crops from photos under any lighting look alike. Off for the bundled
-            model: turning it on at inference lowered its val accuracy by 2.2 points.
+            model: turning it on at inference lowered its val accuracy by 2.2 points;
+            training with it (``ferkit train --equalize``, the fast recipe, session 19)
+            lost 0.8 points of ten-crop val and made the model immune to gamma changes,
+            not to shifts that clip pixels (``benchmarks/lighting.py``).
     """
 
     input_size: int = 48
