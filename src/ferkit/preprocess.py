@@ -24,8 +24,9 @@ class Preprocessing:
             to make crops from photos under any lighting look alike. Off for the bundled
             model: turning it on at inference lowered its val accuracy by 2.2 points;
             training with it (``ferkit train --equalize``, the fast recipe, session 19)
-            lost 0.8 points of ten-crop val and made the model immune to gamma changes,
-            not to shifts that clip pixels (``benchmarks/lighting.py``).
+            tied with a plain run of the same day on val (ten-crop 64.31% against
+            64.45%) and made the model immune to gamma changes, not to shifts that clip
+            pixels (``benchmarks/lighting.py``).
     """
 
     input_size: int = 48
