@@ -121,3 +121,56 @@ def test_unknown_emotion_folder_is_reported(tiny_folder):
 def test_missing_path():
     with pytest.raises(FileNotFoundError):
         load_fer2013("/no/such/fer2013.csv")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npz.xz"])
+def test_pack_round_trips_the_kept_splits(tiny_folder, tmp_path, suffix):
+    from ferkit.data import pack_fer2013
+
+    out = tmp_path / "carry" / f"fer{suffix}"
+    counts = pack_fer2013(tiny_folder, out, ("train", "val"))
+    assert counts == {"train": 28, "val": 7}
+    original, packed = load_fer2013(tiny_folder), load_fer2013(out)
+    for split in ("train", "val"):
+        for field in ("images", "targets", "sources"):
+            assert np.array_equal(getattr(original[split], field), getattr(packed[split], field)), (split, field)
+    assert len(packed["test"]) == 0 and packed["test"].images.shape == (0, 48, 48)
+    # Labels are FER2013's ids, so a class set is chosen when the pack is read.
+    assert len(load_fer2013(out, "happy,sad,neutral")["train"]) == len(
+        load_fer2013(tiny_folder, "happy,sad,neutral")["train"])
+    # Another side: resized with area interpolation, as image folders are.
+    small = load_fer2013(out, image_size=32)["train"].images
+    assert small.shape == (28, 32, 32)
+    assert np.array_equal(small[0], cv2.resize(original["train"].images[0], (32, 32),
+                                               interpolation=cv2.INTER_AREA))
+    assert not list(out.parent.glob(".*tmp"))  # written atomically
+
+
+def test_pack_refuses_bad_arguments_and_names_a_broken_pack(tiny_csv, tmp_path):
+    from ferkit.data import pack_fer2013
+
+    with pytest.raises(ValueError, match="unknown or no splits"):
+        pack_fer2013(tiny_csv, tmp_path / "p.npz", ("train", "holdout"))
+    with pytest.raises(ValueError, match=r"\.npz or \.npz\.xz"):
+        pack_fer2013(tiny_csv, tmp_path / "p.zip")
+    broken = tmp_path / "broken.npz.xz"
+    broken.write_bytes(b"not xz at all")
+    with pytest.raises(DataError, match="broken.npz.xz: not a readable ferkit pack"):
+        load_fer2013(broken)
+    other = tmp_path / "other.npz"
+    np.savez(other, images=np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(DataError, match="lacks labels, splits, sources"):
+        load_fer2013(other)
+
+
+def test_pack_skips_bad_files_only_when_asked(tiny_folder, tmp_path):
+    from ferkit.data import pack_fer2013
+
+    (tiny_folder / "train" / "happy" / "Training_999.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(DataError, match="Training_999.jpg"):
+        pack_fer2013(tiny_folder, tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+    with pytest.warns(UserWarning, match="left out of the pack"):
+        counts = pack_fer2013(tiny_folder, tmp_path / "p.npz", on_error="skip")
+    assert counts == {"train": 28, "val": 7, "test": 7}
+    assert len(load_fer2013(tmp_path / "p.npz")["train"]) == 28  # a clean pack: nothing to skip

@@ -589,3 +589,52 @@ def test_logit_adjustment_is_tau_log_prior_and_favours_rare_classes(tiny_csv, tm
     assert json.loads((tmp_path / "la" / "config.json").read_text())["logit_adjust"] == 1.0
     r = train_tiny(tiny_csv, tmp_path / "bad", "--logit-adjust", -1)
     assert r.returncode != 0 and "logit_adjust must be >= 0" in r.stderr
+
+
+def test_training_on_a_pack_is_training_on_its_source(tiny_csv, tmp_path):
+    pack = tmp_path / "carry" / "fer.npz.xz"
+    r = run("pack", tiny_csv, "--out", pack)
+    assert r.returncode == 0, r.stderr
+    assert "56 train, 14 val faces" in r.stdout and pack.is_file()
+    a = train_tiny(tiny_csv, tmp_path / "csv", "--seed", 4, "--device", "cpu")
+    b = train_tiny(pack, tmp_path / "pack", "--seed", 4)  # device auto: the CPU here
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    sa = torch.load(tmp_path / "csv" / "last.pt", map_location="cpu", weights_only=False)
+    sb = torch.load(tmp_path / "pack" / "last.pt", map_location="cpu", weights_only=False)
+    assert sa["history"][0]["val_acc"] == sb["history"][0]["val_acc"]
+    for k, v in sa["state_dict"].items():  # the same faces, order and draws: the same weights
+        assert torch.equal(v, sb["state_dict"][k]), k
+    r = run("pack", tiny_csv, "--out", tmp_path / "p.npz", "--splits", "train,holdout")
+    assert r.returncode == 2 and "unknown or no splits" in r.stderr
+
+
+def test_device_is_checked_before_training(tiny_csv, tmp_path):
+    from ferkit.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    r = train_tiny(tiny_csv, tmp_path / "bad", "--device", "tpu")
+    assert r.returncode == 2 and "unknown device 'tpu'" in r.stderr
+    if not torch.cuda.is_available():
+        r = train_tiny(tiny_csv, tmp_path / "gpu", "--device", "cuda")
+        assert r.returncode == 2 and "sees no CUDA GPU" in r.stderr
+        assert not (tmp_path / "gpu" / "last.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_run_trains_there_and_writes_cpu_checkpoints(tiny_csv, tmp_path):
+    r = train_tiny(tiny_csv, tmp_path / "gpu", "--device", "cuda", "--precision", "auto", "--crop", 40,
+                   "--erase", 0.5, "--brightness", 0.2, "--contrast", 0.2, "--cutmix", 1.0, "--ema", 0.9,
+                   "--logit-adjust", 1.0, "--epochs", 2)
+    assert r.returncode == 0, r.stderr
+    assert "cuda" in r.stdout and "bf16" in r.stdout
+    state = torch.load(tmp_path / "gpu" / "best.pt", weights_only=False)  # no map_location needed
+    assert all(v.device.type == "cpu" for v in state["state_dict"].values())
+    model, _ = load_checkpoint(tmp_path / "gpu" / "best.pt")
+    assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    r = train_tiny(tiny_csv, tmp_path / "gpu", "--device", "cuda", "--precision", "auto", "--crop", 40,
+                   "--erase", 0.5, "--brightness", 0.2, "--contrast", 0.2, "--cutmix", 1.0, "--ema", 0.9,
+                   "--logit-adjust", 1.0, "--epochs", 3, "--resume")
+    assert r.returncode == 0, r.stderr

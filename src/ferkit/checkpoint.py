@@ -31,10 +31,12 @@ def checkpoint_meta(model_name: str, model_args: dict, class_names, pre: Preproc
 
 
 def save_checkpoint(path: str | os.PathLike, meta: dict, model: nn.Module, **extra) -> None:
-    """Write ``meta``, the model's weights and ``extra`` entries atomically to ``path``."""
+    """Write ``meta``, the model's weights and ``extra`` entries atomically to ``path``.
+    The weights are written as CPU tensors, so a checkpoint of a GPU run loads anywhere."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**meta, "state_dict": model.state_dict(), **extra}, tmp)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({**meta, "state_dict": state, **extra}, tmp)
     os.replace(tmp, path)
 
 

@@ -1,7 +1,7 @@
 """The ``ferkit`` command line: a thin layer over the library.
 
 Commands: ``predict``, ``demo``, ``video``, ``webcam``, ``serve``, ``train``, ``evaluate``, ``explore``,
-``export``, ``quantize``, ``ensemble``, ``models``, ``report``, ``explain``, ``calibrate``.
+``pack``, ``export``, ``quantize``, ``ensemble``, ``models``, ``report``, ``explain``, ``calibrate``.
 Heavy imports (PyTorch, scikit-learn, matplotlib) happen inside the commands that need
 them, so ``ferkit predict`` starts with NumPy, OpenCV and ONNX Runtime only.
 """
@@ -21,7 +21,7 @@ def _add_train(sub) -> None:
                        description="Train a CNN from scratch. Options given here override "
                                    "those of --config; the rest take TrainConfig's defaults.")
     p.add_argument("--config", help="YAML recipe (e.g. configs/default.yaml)")
-    p.add_argument("--data", help="FER2013 CSV file or image-folder root")
+    p.add_argument("--data", help="FER2013 CSV file, image-folder root or `ferkit pack` file")
     p.add_argument("--out", help="run folder (default runs/train)")
     p.add_argument("--model", help="registered model name (see `ferkit models`)")
     p.add_argument("--classes", help="all | 6 | comma-separated emotions, e.g. happy,sad,neutral")
@@ -71,6 +71,8 @@ def _add_train(sub) -> None:
                         "on a CPU with AMX, slower than fp32 on most others; weights stay float32); "
                         "auto: time both on a few steps and keep the faster; where fp32 wins, a recipe's "
                         "fp32_recipe is trained instead (default fp32)")
+    p.add_argument("--device", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or "
+                                    "cuda:N (default auto)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (0: all cores)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="leave out malformed rows / unreadable images instead of failing")
@@ -85,7 +87,7 @@ def _cmd_train(args) -> int:
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
                 "erase", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
-                "teacher", "distill_weight", "distill_temperature", "threads", "skip_bad"):
+                "teacher", "distill_weight", "distill_temperature", "device", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
@@ -383,7 +385,7 @@ def _add_evaluate(sub) -> None:
                        description="Accuracy, macro F1, per-class report, top-k accuracy, confusion "
                                    "matrices and ROC curves of a model on one split.")
     p.add_argument("--model", help=".onnx model or .pt checkpoint (default: bundled model)")
-    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root")
+    p.add_argument("--data", required=True, help="FER2013 CSV file, image-folder root or `ferkit pack` file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"],
                    help="test = PrivateTest (report), val = PublicTest (choose); default test")
     p.add_argument("--classes", help="class set of the data (default: the model's)")
@@ -415,7 +417,7 @@ def _add_explore(sub) -> None:
                                    "statistics) and a data-quality check: exact and pHash "
                                    "duplicates within and across splits, conflicting labels, blank "
                                    "faces. Writes PNGs, duplicates.csv and summary.json into --out.")
-    p.add_argument("data", metavar="DATA", help="FER2013 CSV file or image-folder root")
+    p.add_argument("data", metavar="DATA", help="FER2013 CSV file, image-folder root or `ferkit pack` file")
     p.add_argument("--classes", default="all",
                    help="all | 6 | comma-separated emotions, e.g. happy,sad,neutral (default all)")
     p.add_argument("--out", default="runs/explore",
@@ -440,6 +442,33 @@ def _cmd_explore(args) -> int:
     print(format_summary(summary))
     print(f"figures, duplicates.csv and summary.json written to {args.out} "
           f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _add_pack(sub) -> None:
+    p = sub.add_parser("pack", help="write a dataset as one .npz or .npz.xz file (to carry it to another machine)",
+                       description="Write FER2013 (CSV, image folders or another pack) as one pack file: "
+                                   "the faces as a uint8 array with labels, splits and sources. "
+                                   "`ferkit train --data` and every command that takes a dataset read it.")
+    p.add_argument("data", metavar="DATA", help="FER2013 CSV file, image-folder root or pack")
+    p.add_argument("--out", required=True, help="pack file: NAME.npz (zip-deflated) or NAME.npz.xz (xz, smaller)")
+    p.add_argument("--splits", default="train,val",
+                   help="comma-separated splits to keep (default train,val: the test split stays here)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out malformed rows / unreadable images instead of failing")
+
+
+def _cmd_pack(args) -> int:
+    import time
+
+    from .data import pack_fer2013
+
+    start = time.perf_counter()
+    counts = pack_fer2013(args.data, args.out, [s.strip() for s in args.splits.split(",") if s.strip()],
+                          on_error="skip" if args.skip_bad else "raise")
+    size = Path(args.out).stat().st_size / 1e6
+    print(f"wrote {args.out}: {', '.join(f'{n} {s}' for s, n in counts.items())} faces, "
+          f"{size:.1f} MB in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -473,7 +502,7 @@ def _add_quantize(sub) -> None:
                                    "ranges calibrated on faces of the train split. Measure the result "
                                    "on val before using it (ferkit evaluate --split val).")
     p.add_argument("model", help="float .onnx model (with its .json)")
-    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root (train split used)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file, image-folder root or `ferkit pack` file (train split used)")
     p.add_argument("--out", required=True, help="path of the int8 .onnx (metadata .json beside it)")
     p.add_argument("--calibration", type=int, default=1000, help="training faces to calibrate on (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choice of faces (default 0)")
@@ -550,7 +579,7 @@ def _add_report(sub) -> None:
                                    "file with embedded images.")
     p.add_argument("model", nargs="?", metavar="RUN_OR_MODEL",
                    help="run folder (best.pt, history.csv), .onnx or .pt file (default: bundled model)")
-    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root")
+    p.add_argument("--data", required=True, help="FER2013 CSV file, image-folder root or `ferkit pack` file")
     p.add_argument("--out", default="runs/report/report.html", help="HTML file (default runs/report/report.html)")
     p.add_argument("--compare", metavar="RUN_OR_MODEL", help="a second run or model shown side by side")
     p.add_argument("--figures", metavar="DIR", help="also write every figure as a PNG into DIR")
@@ -601,7 +630,7 @@ def _add_calibrate(sub) -> None:
                                    "the val NLL/ECE before and after in the model's .json, and make the "
                                    "graph's probs output softmax(logits / T).")
     p.add_argument("model", nargs="?", metavar="MODEL.onnx", help="ONNX model (default: bundled model)")
-    p.add_argument("--data", required=True, help="FER2013 CSV file or image-folder root (val split used)")
+    p.add_argument("--data", required=True, help="FER2013 CSV file, image-folder root or `ferkit pack` file (val split used)")
     p.add_argument("--json-only", action="store_true",
                    help="store T in the .json only; the graph's probs stay softmax(logits)")
     p.add_argument("--logit-adjust", action="store_true",
@@ -631,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_explore(sub)
+    _add_pack(sub)
     _add_export(sub)
     _add_quantize(sub)
     _add_ensemble(sub)

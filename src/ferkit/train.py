@@ -138,6 +138,13 @@ class TrainConfig:
             is the faster precision for this recipe's model (a recipe tuned for bf16's
             step rate can be the wrong one at half of it; :func:`resolve_config`); a
             relative path in a recipe file is relative to that file's folder; "" = none.
+        device: where the model trains: ``cpu``, ``cuda`` (or ``cuda:N``), or ``auto``:
+            the first CUDA GPU when PyTorch sees one, else the CPU (:func:`resolve_device`).
+            On a GPU the train faces (uint8, 66 MB for FER2013) live on the GPU and are
+            augmented there; the draws still come from the seeded CPU generator, so a seed
+            gives the same crops, flips and order on either device. ``precision: auto``
+            on a GPU means bf16 where it supports bfloat16 (Ampere and later), else fp32.
+            Checkpoints are written with CPU tensors, so they load anywhere.
         seed: seeds weights, shuffling, augmentation and dropout.
         threads: CPU threads for PyTorch; 0 = all cores.
         skip_bad: leave out malformed rows or unreadable images (with a warning)
@@ -181,6 +188,7 @@ class TrainConfig:
     init: str = ""
     precision: str = "fp32"
     fp32_recipe: str = ""
+    device: str = "auto"
     seed: int = 0
     threads: int = 0
     skip_bad: bool = False
@@ -201,15 +209,15 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
     jitter and optional erasing.
 
     Args:
-        images: (B, 1, H, H) float32 in [0, 1].
+        images: (B, 1, H, H) float32 in [0, 1], on any device.
         cfg: the amounts of each transform.
-        gen: the generator that draws them.
+        gen: the CPU generator that draws them (the same draws on every device).
         crop: side of a random square crop, uniformly placed within the transformed face
             (the random crop of Krizhevsky et al., 2012); 0 = no crop.
 
     Returns:
-        (B, 1, S, S) float32 in [0, 1], S = ``crop`` or H; edges filled by border
-        replication.
+        (B, 1, S, S) float32 in [0, 1] on ``images``' device, S = ``crop`` or H; edges
+        filled by border replication.
     """
     b, h = images.shape[0], images.shape[-1]
     out_side = crop or h
@@ -226,22 +234,23 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
         tx, ty = tx + uniform(frac - 1, 1 - frac), ty + uniform(frac - 1, 1 - frac)
     cos, sin = torch.cos(angle) / zoom * frac, torch.sin(angle) / zoom * frac
     theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1),
-                         torch.stack([sin * sign, cos, ty], 1)], 1)  # (B, 2, 3)
+                         torch.stack([sin * sign, cos, ty], 1)], 1).to(images.device)  # (B, 2, 3)
     grid = F.affine_grid(theta, [b, images.shape[1], out_side, out_side], align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.contrast > 0:
-        f = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1)
+        f = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1).to(out.device)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = (mean + f * (out - mean)).clamp_(0.0, 1.0)
     if cfg.brightness > 0:
-        out = (out * uniform(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)).clamp_(0.0, 1.0)
+        factor = uniform(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1).to(out.device)
+        out = (out * factor).clamp_(0.0, 1.0)
     if cfg.erase > 0:
         _, _, h, w = out.shape
         for i in torch.nonzero(torch.rand(b, generator=gen) < cfg.erase).flatten().tolist():
             eh, ew = (int(v) for v in torch.randint(h // 8, h // 2, (2,), generator=gen))
             y0 = int(torch.randint(0, h - eh + 1, (1,), generator=gen))
             x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
-            out[i, :, y0:y0 + eh, x0:x0 + ew] = torch.rand(1, generator=gen)
+            out[i, :, y0:y0 + eh, x0:x0 + ew] = float(torch.rand(1, generator=gen))
     return out
 
 
@@ -267,7 +276,7 @@ def mix_batch(images: torch.Tensor, mixup: float, cutmix: float, prob: float,
     """
     if not (mixup > 0 or cutmix > 0) or rng.random() >= prob:
         return images, None, 1.0
-    perm = torch.from_numpy(rng.permutation(images.shape[0]))
+    perm = torch.from_numpy(rng.permutation(images.shape[0])).to(images.device)
     use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < 0.5)
     lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
     if not use_cutmix:
@@ -371,14 +380,16 @@ def _to_unit(u8: torch.Tensor) -> torch.Tensor:
 def predict_logits(model: torch.nn.Module, faces: np.ndarray, pre: Preprocessing,
                    batch_size: int = 512, bf16: bool = False) -> np.ndarray:
     """Logits of a PyTorch model for (N, H, W) uint8 faces, preprocessed exactly as the
-    ONNX path does (:func:`ferkit.preprocess.prepare_faces`); returns (N, C) float32.
-    ``bf16`` runs the model under bfloat16 autocast (a bf16 training run's val pass)."""
+    ONNX path does (:func:`ferkit.preprocess.prepare_faces`); returns (N, C) float32 (a
+    NumPy array, whatever device the model is on). ``bf16`` runs the model under bfloat16
+    autocast (a bf16 training run's val pass)."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(faces), batch_size):
-        x = torch.from_numpy(prepare_faces(faces[i:i + batch_size], pre))  # (B, 1, S, S)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
+        x = torch.from_numpy(prepare_faces(faces[i:i + batch_size], pre)).to(device)  # (B, 1, S, S)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -411,6 +422,32 @@ def step_ms(model: torch.nn.Module, batch_size: int, side: int, bf16: bool, step
     return float(np.median(times))
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device a run trains on: ``auto`` is the first CUDA GPU when PyTorch sees one,
+    else the CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as they are.
+
+    Raises:
+        ValueError: an unknown device, or a CUDA device when this PyTorch sees none (a
+            CPU-only build, or no GPU or driver).
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}, but this PyTorch sees no CUDA GPU "
+                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                             "use device cpu or auto")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
 def _native_bf16() -> bool:
     """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX); True when
     this PyTorch lacks the (private) query."""
@@ -430,12 +467,18 @@ def choose_precision(model: torch.nn.Module, batch_size: int, side: int,
     return ("bf16" if ms["bf16"] < ms["fp32"] else "fp32"), ms
 
 
-def _auto_precision(model: torch.nn.Module, batch_size: int, side: int, last: Path, resume: bool) -> str:
+def _auto_precision(model: torch.nn.Module, batch_size: int, side: int, last: Path, resume: bool,
+                    device: torch.device = torch.device("cpu")) -> str:
     """``precision: auto``'s choice, printed: the one recorded in ``last`` when resuming
-    it (a run keeps the precision it started with), else :func:`choose_precision`'s."""
+    it (a run keeps the precision it started with); on a CUDA GPU bf16 where it supports
+    bfloat16, else fp32; on the CPU :func:`choose_precision`'s."""
     if resume and last.exists():
         chosen = torch.load(last, map_location="cpu", weights_only=False)["config"]["precision"]
         print(f"precision auto: {chosen}, as chosen when {last.parent} started")
+        return chosen
+    if device.type == "cuda":
+        chosen = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        print(f"precision auto: {chosen} on {torch.cuda.get_device_name(device)}")
         return chosen
     chosen, ms = choose_precision(model, batch_size, side)
     print(f"precision auto: {chosen} (a training step of this model and batch: "
@@ -502,6 +545,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if last_path.exists() and not resume:
         raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                               "or choose another --out")
+    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -516,8 +560,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     pre = Preprocessing(input_size=side, equalize=cfg.equalize)
     train_faces = (np.stack([fit_face(f, pre) for f in tr.images])  # as prepare_faces does at inference
                    if side != tr.images.shape[1] or cfg.equalize else tr.images)
-    x_tr = torch.from_numpy(train_faces)  # (N, S, S) uint8
-    y_tr = torch.from_numpy(tr.targets)
+    x_tr = torch.from_numpy(train_faces).to(device)  # (N, S, S) uint8
+    y_tr = torch.from_numpy(tr.targets).to(device)
     pixels = train_faces.astype(np.float32) / 255.0
     pre = dataclasses.replace(pre, mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4))
     del pixels
@@ -526,7 +570,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                          input_size=pre.input_size, **cfg.model_args)
     if cfg.init:
         _init_from(model, cfg, data.class_names)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device=device, memory_format=torch.channels_last)
     crop = getattr(model, "crop", 0)  # the model sees random crops in training, the centre one at inference
     if not 0.0 <= cfg.ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {cfg.ema}")
@@ -541,7 +585,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                          f"{cfg.mixup}, {cfg.cutmix} and {cfg.mix_prob}")
     if cfg.logit_adjust < 0:
         raise ValueError(f"logit_adjust must be >= 0 (0 = off), got {cfg.logit_adjust}")
-    adjust = (logit_adjustment(torch.from_numpy(tr.targets), len(data.class_names), cfg.logit_adjust)
+    adjust = (logit_adjustment(torch.from_numpy(tr.targets), len(data.class_names), cfg.logit_adjust).to(device)
               if cfg.logit_adjust else None)
     if not (0.0 <= cfg.distill_weight <= 1.0 and cfg.distill_temperature > 0):
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
@@ -550,13 +594,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raise ValueError(f"precision must be fp32, bf16 or auto, got {cfg.precision!r}")
     if cfg.precision == "auto":
         cfg = dataclasses.replace(cfg, precision=_auto_precision(model, cfg.batch_size, crop or pre.input_size,
-                                                                 last_path, resume))
+                                                                 last_path, resume, device))
     bf16 = cfg.precision == "bf16"
-    if bf16 and not _native_bf16():
+    if bf16 and device.type == "cpu" and not _native_bf16():
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
                       "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
     t_teacher = time.time()
-    soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names, out / "teacher_probs.npy"))
+    soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names,
+                                           out / "teacher_probs.npy")).to(device)
             if cfg.teacher else None)
     started += time.time() - t_teacher  # the teacher's one-off pass is not spent from the budget
     steps_per_epoch = len(tr) // cfg.batch_size
@@ -581,6 +626,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             sched = _make_scheduler(opt, cfg, steps_per_epoch * cfg.epochs,
                                     last_step=state["epoch"] * steps_per_epoch - 1)
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         start, best_acc, bad_epochs = state["epoch"], state["best_val_acc"], state["bad_epochs"]
         history = state["history"]
         spent = state.get("elapsed", 0.0)
@@ -589,7 +636,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{cfg.model}: {n_params / 1e6:.2f} M parameters; {len(tr)} train / {len(va)} val faces; "
-          f"classes {', '.join(data.class_names)}; {torch.get_num_threads()} threads")
+          f"classes {', '.join(data.class_names)}; "
+          + (f"{torch.get_num_threads()} threads" if device.type == "cpu"
+             else f"{device} ({torch.cuda.get_device_name(device)})") + f", {cfg.precision}")
 
     budget_s, val_s = cfg.budget * 60.0, 0.0
 
@@ -602,7 +651,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             break
         t0 = time.time()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(tr), generator=gen)
+        order = torch.randperm(len(tr), generator=gen).to(device)
         mix_rng = np.random.default_rng([cfg.seed, epoch])  # mixup / CutMix draws, per epoch as gen
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
@@ -617,7 +666,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             x, perm, lam = mix_batch(x, cfg.mixup, cfg.cutmix, cfg.mix_prob, mix_rng)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)  # (B, C)
             logits = logits.float()  # the loss in float32
 
@@ -678,6 +727,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
                         config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
                         scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                        **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                         best_val_acc=best_acc, bad_epochs=bad_epochs, history=history, elapsed=elapsed(),
                         **({} if ema is None else {"ema_state": ema.state_dict()}))
         write_history(out, history)
@@ -787,7 +837,7 @@ def resolve_config(cfg: TrainConfig, overrides: dict | None = None, resume: bool
     model = create_model(cfg.model, num_classes=len(resolve_classes(cfg.classes).names), in_chans=1,
                          input_size=side, **cfg.model_args).to(memory_format=torch.channels_last)
     chosen = _auto_precision(model, cfg.batch_size, getattr(model, "crop", 0) or side,
-                             Path(cfg.out) / "last.pt", resume)
+                             Path(cfg.out) / "last.pt", resume, resolve_device(cfg.device))
     if chosen == "bf16":
         return dataclasses.replace(cfg, precision="bf16")
     print(f"fp32 is the faster precision here: training {cfg.fp32_recipe} (the recipe's fp32_recipe) instead")
