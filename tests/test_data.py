@@ -172,5 +172,15 @@ def test_pack_skips_bad_files_only_when_asked(tiny_folder, tmp_path):
     assert not (tmp_path / "p.npz").exists()
     with pytest.warns(UserWarning, match="left out of the pack"):
         counts = pack_fer2013(tiny_folder, tmp_path / "p.npz", on_error="skip")
-    assert counts == {"train": 28, "val": 7, "test": 7}
+    assert counts == {"train": 28, "val": 7}
     assert len(load_fer2013(tmp_path / "p.npz")["train"]) == 28  # a clean pack: nothing to skip
+
+
+def test_an_empty_split_of_a_pack_is_named_not_evaluated(tiny_csv, tmp_path):
+    from ferkit.data import pack_fer2013
+    from ferkit.evaluate import evaluate
+
+    pack_fer2013(tiny_csv, tmp_path / "p.npz")  # train and val only
+    with pytest.raises(DataError, match="the test split is empty"):
+        evaluate(None, tmp_path / "p.npz", "test")
+    assert evaluate(None, tmp_path / "p.npz", "val")["n"] == 14

@@ -524,6 +524,8 @@ def _cmd_quantize(args) -> int:
 
     clf = OnnxClassifier(args.model)
     train = load_fer2013(args.data, ",".join(clf.class_names), image_size=clf.preprocessing.input_size)["train"]
+    if len(train) == 0:
+        raise FerkitError(f"{args.data}: the train split is empty: no faces to calibrate the int8 model on")
     n = min(args.calibration, len(train))
     pick = np.sort(np.random.default_rng(args.seed).choice(len(train), n, replace=False))
     meta = quantize_model(clf.path, args.out, train.images[pick], per_channel=args.per_channel,

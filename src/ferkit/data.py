@@ -221,7 +221,7 @@ def _pack(images, labels, splits, sources, problems, image_size) -> dict[str, np
 def pack_fer2013(
     path: str | os.PathLike,
     out: str | os.PathLike,
-    splits: tuple[str, ...] | list[str] = SPLITS,
+    splits: tuple[str, ...] | list[str] = ("train", "val"),
     *,
     image_size: int = 48,
     on_error: str = "raise",
@@ -241,8 +241,9 @@ def pack_fer2013(
         out: the file to write; ``.npz`` is zip-deflated (NumPy's ``savez_compressed``),
             ``.npz.xz`` is an uncompressed ``.npz`` inside xz (LZMA preset 9, about a third
             smaller and slower to write: about a minute for FER2013).
-        splits: the splits to keep, of ``train``, ``val``, ``test``. Leaving out ``test``
-            keeps the held-out split on the machine that reports it.
+        splits: the splits to keep, of ``train``, ``val``, ``test``; by default train and
+            val, which is what training reads: the held-out test split stays on the
+            machine that reports it.
         image_size: side of the packed faces (see :func:`load_fer2013`).
         on_error: ``"raise"`` or ``"skip"``, as in :func:`load_fer2013`; skipped rows and
             files are not in the pack.

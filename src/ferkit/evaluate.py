@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_fer2013
-from .errors import ModelError
+from .errors import DataError, ModelError
 
 
 def load_classifier(path: str | os.PathLike | None):
@@ -132,7 +132,7 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
 
     Args:
         model_path: ``.onnx`` / ``.pt`` file, or ``None`` for the bundled model.
-        data: FER2013 CSV file or image-folder root.
+        data: FER2013 CSV file, image-folder root or ``ferkit pack`` file.
         split: ``train``, ``val`` or ``test``.
         out: folder for ``metrics.json``, ``confusion_matrix.png``,
             ``confusion_matrix_normalized.png`` and ``roc.png``; nothing written if None.
@@ -145,6 +145,11 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
         The metrics dict of :func:`compute_metrics` (on the model's calibrated probs,
         ``softmax(logits / T)``), plus ``model``, ``data``, ``split``, ``temperature``
         and ``class_names``.
+
+    Raises:
+        DataError: the data cannot be read, or ``split`` has no faces (a pack written
+            without it).
+        ModelError: the model cannot be loaded, or classifies other classes.
     """
     clf = load_classifier(model_path)
     if equalize is not None:
@@ -155,6 +160,8 @@ def evaluate(model_path: str | os.PathLike | None, data: str | os.PathLike, spli
     if tuple(dataset.class_names) != tuple(clf.class_names):
         raise ModelError(f"model classes {clf.class_names} differ from data classes {dataset.class_names}")
     s = dataset[split]
+    if len(s) == 0:  # e.g. a `ferkit pack` of train and val only
+        raise DataError(f"{data}: the {split} split is empty: there is nothing to evaluate")
     probs = clf.predict_probs(s.images)  # calibrated: softmax(logits / T)
     metrics = compute_metrics(s.targets, probs, dataset.class_names)
     metrics = {"model": str(model_path or "bundled default"), "data": str(data), "split": split,
