@@ -1,9 +1,14 @@
 """Choose a checkpoint's inference options on val (PublicTest) only: prints val accuracy,
 macro F1 and the classifier's cost per face for each test-time augmentation (none, flip,
-crops; see :func:`ferkit.export.export_onnx`), with and without histogram equalisation,
-for each checkpoint given. Nothing here reads the test split.
+crops, scales; see :func:`ferkit.export.export_onnx`), with and without histogram
+equalisation, for each checkpoint given. Nothing here reads the test split.
 
-    python benchmarks/val_choices.py runs/default/best.pt runs/default-ft/best.pt \
+A model given as an ``.onnx`` file or a bundled name (``default``) is re-exported from its
+graph's weights (:func:`ferkit.export.export_onnx`): its network with each TTA, without
+the graph's calibration and logit adjustment (which change probabilities, and accuracy
+only through the adjustment).
+
+    python benchmarks/val_choices.py runs/default/best.pt runs/default-ft/best.pt default \
         --data ../shared/datasets/fer2013 [--equalize]
 """
 
@@ -26,12 +31,14 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--data", default="../shared/datasets/fer2013")
     ap.add_argument("--equalize", action="store_true", help="also try histogram equalisation")
+    ap.add_argument("--tta", nargs="+", choices=list(TTA_MODES), default=list(TTA_MODES),
+                    help="the test-time augmentations to measure (default: all)")
     args = ap.parse_args()
     val = load_fer2013(args.data)["val"]
-    print(f"{'checkpoint':<28}{'equalize':>9}{'tta':>6}{'val acc':>9}{'macro F1':>10}{'ms/face':>9}")
+    print(f"{'checkpoint':<28}{'equalize':>9}{'tta':>7}{'val acc':>9}{'macro F1':>10}{'ms/face':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            for tta in TTA_MODES:
+            for tta in args.tta:
                 for eq in (False, True) if args.equalize else (False,):
                     onnx_path = Path(tmp) / "m.onnx"
                     export_onnx(ckpt, onnx_path, equalize=eq, tta=tta)
@@ -40,7 +47,7 @@ def main() -> None:
                     logits = clf.predict_logits(val.images, batch_size=256)
                     ms = 1000 * (time.perf_counter() - start) / len(val.images)
                     m = compute_metrics(val.targets, softmax(logits), clf.class_names)
-                    print(f"{ckpt:<28}{str(eq):>9}{tta:>6}{m['accuracy']:>9.4f}{m['macro_f1']:>10.4f}{ms:>9.2f}",
+                    print(f"{ckpt:<28}{str(eq):>9}{tta:>7}{m['accuracy']:>9.4f}{m['macro_f1']:>10.4f}{ms:>9.2f}",
                           flush=True)
 
 

@@ -638,3 +638,49 @@ def test_a_gpu_run_trains_there_and_writes_cpu_checkpoints(tiny_csv, tmp_path):
                    "--erase", 0.5, "--brightness", 0.2, "--contrast", 0.2, "--cutmix", 1.0, "--ema", 0.9,
                    "--logit-adjust", 1.0, "--epochs", 3, "--resume")
     assert r.returncode == 0, r.stderr
+
+
+def test_export_with_scales_tta_averages_three_zooms_and_their_mirrors(trained_run, tmp_path):
+    """The 6 views rebuilt independently: the face, zoomed out to 42 px with Pillow's
+    (antialiased) bilinear filter and its border replicated back to 48 by OpenCV, and its
+    centre 43 px zoomed in to 48 with OpenCV's bilinear, each mirrored."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    out, _ = trained_run
+    onnx_path = tmp_path / "scales.onnx"
+    r = run("export", out / "best.pt", "--out", onnx_path, "--tta", "scales")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == "scales"
+    model, _ = load_checkpoint(out / "best.pt")
+    x = np.random.default_rng(6).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    small = [np.asarray(Image.fromarray(f[0], mode="F").resize((42, 42), Image.BILINEAR)) for f in x]
+    out_view = np.stack([cv2.copyMakeBorder(f, 3, 3, 3, 3, cv2.BORDER_REPLICATE)[None] for f in small])
+    in_view = np.stack([cv2.resize(f[0, 2:45, 2:45], (48, 48), interpolation=cv2.INTER_LINEAR)[None] for f in x])
+    views = [v for face in (x, out_view, in_view) for v in (face, face[..., ::-1])]
+    with torch.no_grad():
+        expected = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v))) for v in views]).mean(0)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(["logits"], {"images": x})
+    assert np.allclose(logits, expected.numpy(), rtol=1e-4, atol=2e-3)
+
+
+def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(trained_run, tmp_path):
+    import onnxruntime as ort
+
+    out, _ = trained_run
+    flip = tmp_path / "flip.onnx"
+    assert run("export", out / "best.pt", "--out", flip, "--tta", "flip").returncode == 0
+    direct, again = tmp_path / "direct.onnx", tmp_path / "again.onnx"
+    assert run("export", out / "best.pt", "--out", direct, "--tta", "scales").returncode == 0
+    r = run("export", flip, "--out", again, "--tta", "scales")
+    assert r.returncode == 0, r.stderr
+    meta, first = (json.loads(p.with_suffix(".json").read_text()) for p in (again, direct))
+    assert meta["tta"] == "scales" and meta["rebuilt_from"] == "flip.onnx (its graph's weights)"
+    assert meta["trained"] == first["trained"] and meta["preprocessing"] == first["preprocessing"]
+    x = np.random.default_rng(7).normal(size=(4, 1, 48, 48)).astype(np.float32)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["logits"], {"images": x})[0]
+            for p in (direct, again))
+    assert np.allclose(a, b, atol=1e-5)
+    r = run("export", tmp_path / "missing.onnx", "--out", tmp_path / "x.onnx")
+    assert r.returncode == 2 and "missing.onnx" in r.stderr

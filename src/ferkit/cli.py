@@ -474,14 +474,18 @@ def _cmd_pack(args) -> int:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch axis)")
-    p.add_argument("checkpoint", help="ferkit .pt checkpoint")
+    p.add_argument("checkpoint", help="ferkit .pt checkpoint, or a ferkit .onnx model or bundled name (default) "
+                                      "whose network is re-exported, e.g. with another --tta (then run "
+                                      "ferkit calibrate again)")
     p.add_argument("--out", required=True, help="path of the .onnx file (metadata .json beside it)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="override the checkpoint's histogram-equalisation setting (choose on val)")
-    p.add_argument("--tta", choices=("none", "flip", "crops"), default="none",
+    p.add_argument("--tta", choices=("none", "flip", "crops", "scales"), default="none",
                    help="test-time augmentation baked into the graph: none; flip (face + mirror image, "
-                        "2x the cost); crops (flip + 5 zoomed crops, 7x the cost). Choose on val.")
+                        "2x the cost); crops (flip + 5 zoomed crops, 7x the cost; for a network trained "
+                        "on crops the ten-crop, 10x); scales (the face zoomed to 7/8, 1 and 9/8, each with "
+                        "its mirror image, 6x). Choose on val.")
     p.add_argument("--flip-tta", dest="tta", action="store_const", const="flip",
                    help="same as --tta flip")
 

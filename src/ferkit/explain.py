@@ -48,7 +48,7 @@ class TorchModel:
         preprocessing: its :class:`~ferkit.preprocess.Preprocessing`.
         temperature: T of the calibrated probabilities ``softmax(logits / T)``.
         tta: the ONNX graph's test-time augmentation, whose views' logits are averaged
-            (``"none"``, ``"flip"``, ``"crops"``; :func:`ferkit.export.tta_views`).
+            (``"none"``, ``"flip"``, ``"crops"``, ``"scales"``; :func:`ferkit.export.tta_views`).
         logit_bias: (C,) float32 array the ONNX graph's logits subtract (a logit
             adjustment, :func:`ferkit.calibrate.set_graph_logit_adjustment`), or None.
     """
@@ -205,6 +205,12 @@ def grad_cam(tm: TorchModel, images: np.ndarray, targets: np.ndarray | None = No
                 m = F.pad(m, (o, v - seen - o, o, v - seen - o))  # over the view
                 if where == ("flip",):  # the mirror pass, mapped back onto the face
                     lin = lin + torch.flip(m, dims=[3])
+                elif where and where[0] == "pad":  # the face shrunk into the view: taken out, enlarged
+                    _, o, n = where[:3]
+                    if where[3:] == ("flip",):
+                        m = torch.flip(m, dims=[3])
+                    lin = lin + F.interpolate(m[:, :, o:o + n, o:o + n], size=(s, s), mode="bilinear",
+                                              align_corners=False)
                 elif where:  # a crop (zoomed, or a ten-crop corner), put back onto its place
                     _, y0, x0, c = where[:4]
                     if where[4:] == ("flip",):

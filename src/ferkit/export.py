@@ -16,19 +16,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_meta, load_checkpoint
 from .classifier import ONNX_FORMAT
 from .preprocess import Preprocessing
 
 
 #: Test-time augmentation modes of an exported graph: the views whose logits are averaged
 #: (for a network that sees crops of its input, ``crops`` is the ten-crop: 10 views).
-TTA_MODES = {"none": 1, "flip": 2, "crops": 7}
+TTA_MODES = {"none": 1, "flip": 2, "crops": 7, "scales": 6}
 
 #: Side of the "crops" TTA's corner and centre crops, as a fraction of the input side
 #: (44 of 48 px), each resized back to the input size: the zoom of about 1.09 that the
 #: training augmentation draws from.
 CROP_FRACTION = 11 / 12
+
+#: The zooms of the "scales" TTA besides the face itself: zoomed out to 7/8 (the face
+#: resized to 42 of 48 px with an antialiased bilinear filter, its border replicated
+#: around it) and in to 9/8 (the centre 43
+#: of 48 px resized to 48), each with its mirror image. Chosen on val (session 20) over
+#: 44-52 and 42-45-51-54 px.
+SCALES = (7 / 8, 9 / 8)
 
 
 class _WithProbs(nn.Module):
@@ -39,7 +46,11 @@ class _WithProbs(nn.Module):
     back (7 views; the multi-crop evaluation of Krizhevsky et al., 2012, as zooms); for a
     network trained on crops (``model.crop``, see :class:`ferkit.models.VGG`), the
     ten-crop of Krizhevsky et al. at the network's own crop size instead: the centre and
-    the four corner crops and their mirror images (10 views, no resizing).
+    the four corner crops and their mirror images (10 views, no resizing); ``"scales"``,
+    the face zoomed out and in by :data:`SCALES` and as it is, each with its mirror image
+    (6 views; multi-scale testing, as in Simonyan & Zisserman, 2015, "Very Deep
+    Convolutional Networks", section 3.2, here about the face's centre). A network that
+    sees crops takes the centre crop of each view.
     """
 
     def __init__(self, model: nn.Module, tta: str = "none"):
@@ -63,7 +74,7 @@ def tta_views(images: torch.Tensor, tta: str, crop: int = 0) -> list[tuple[torch
 
     Args:
         images: (B, C, S, S) float32 model input.
-        tta: ``"none"``, ``"flip"`` or ``"crops"`` (see :class:`_WithProbs`).
+        tta: ``"none"``, ``"flip"``, ``"crops"`` or ``"scales"`` (see :class:`_WithProbs`).
         crop: side of the square the network sees (its ``crop``), 0 = the whole input;
             with a crop, ``"crops"`` is the ten-crop.
 
@@ -72,7 +83,9 @@ def tta_views(images: torch.Tensor, tta: str, crop: int = 0) -> list[tuple[torch
         corner; ``where`` says how to map a map over the view back onto the face: ``()``
         the face itself, ``("flip",)`` its mirror image, ``("crop", y, x, c)`` the c x c
         crop at row y, column x (resized to the view's side), ``("crop", y, x, c,
-        "flip")`` that crop's mirror image.
+        "flip")`` that crop's mirror image, ``("pad", o, n)`` the face resized to n x n
+        at row and column o of the view (the rest replicates its border), ``("pad", o, n,
+        "flip")`` its mirror image.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"unknown TTA mode {tta!r}; expected one of {', '.join(TTA_MODES)}")
@@ -90,7 +103,40 @@ def tta_views(images: torch.Tensor, tta: str, crop: int = 0) -> list[tuple[torch
             crop = images[:, :, y:y + c, x:x + c]
             views.append((nn.functional.interpolate(crop, size=(s, s), mode="bilinear", align_corners=False),
                           ("crop", y, x, c)))
+    elif tta == "scales":
+        for f in SCALES:
+            if f < 1:  # zoomed out: the whole face, smaller, in the middle of the view
+                n = round(s * f)
+                o = (s - n) // 2
+                small = nn.functional.interpolate(images, size=(n, n), mode="bilinear", align_corners=False,
+                                                  antialias=True)  # as PIL's bilinear; ONNX Resize antialias
+                view, where = nn.functional.pad(small, (o, s - n - o, o, s - n - o), mode="replicate"), ("pad", o, n)
+            else:  # zoomed in: the face's centre, enlarged to the view
+                c = round(s / f)
+                o = (s - c) // 2
+                view = nn.functional.interpolate(images[:, :, o:o + c, o:o + c], size=(s, s), mode="bilinear",
+                                                 align_corners=False)
+                where = ("crop", o, o, c)
+            views += [(view, where), (torch.flip(view, dims=[3]), (*where, "flip"))]
     return views
+
+
+def _load_source(source: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """``(model, checkpoint dict)`` of a ``.pt`` checkpoint, or of the network of a ferkit
+    ONNX model or bundled name rebuilt from its graph's weights."""
+    if str(source).endswith(".pt"):
+        return load_checkpoint(source)
+    from .classifier import read_metadata, resolve_model
+    from .explain import torch_model_from_onnx
+
+    path = resolve_model(str(source))
+    meta, tm = read_metadata(path), torch_model_from_onnx(path)
+    trained = meta.get("trained") or {}
+    ckpt = {**checkpoint_meta(meta["model"], meta["model_args"], tm.class_names, tm.preprocessing,
+                              in_chans=meta.get("in_chans", 1)),
+            "epoch": trained.get("epoch"), "val_acc": trained.get("val_accuracy"),
+            "config": trained.get("config"), "rebuilt_from": f"{Path(path).name} (its graph's weights)"}
+    return tm.model.eval(), ckpt
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 18,
@@ -99,15 +145,21 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     """Export a checkpoint to ``out`` (``.onnx``) and write ``out`` with ``.json`` beside it.
 
     Args:
-        checkpoint: a ferkit ``.pt`` checkpoint.
+        checkpoint: a ferkit ``.pt`` checkpoint; or a ferkit ``.onnx`` model or bundled
+            name (``default``), whose network is rebuilt from the graph's own weights
+            (:func:`ferkit.explain.torch_model_from_onnx`; its training record is kept,
+            its calibration and logit adjustment are not: fit them again with ``ferkit
+            calibrate``), to export it with another ``tta``. ``out`` may be that model.
         out: path of the ``.onnx`` file to write.
         opset: ONNX opset version.
         extra_meta: more entries for the metadata JSON (e.g. measured metrics).
         equalize: override the checkpoint's ``preprocessing.equalize`` (a choice to make
             on val, e.g. for a model trained on already-equalised faces); None keeps it.
         tta: test-time augmentation baked into the graph (see :class:`_WithProbs`):
-            ``"none"``, ``"flip"`` (face and mirror image, twice the cost) or ``"crops"``
-            (flip plus five zoomed crops, 7 times the cost); choose it on val.
+            ``"none"``, ``"flip"`` (face and mirror image, twice the cost), ``"crops"``
+            (flip plus five zoomed crops, 7 times the cost; the ten-crop, 10 times, for
+            a network that sees crops) or ``"scales"`` (the face at three zooms with
+            their mirror images, 6 times); choose it on val.
 
     Returns:
         The metadata dict written, including ``parity``: the maximum absolute
@@ -115,13 +167,14 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         inputs.
 
     Raises:
-        ModelError: the checkpoint cannot be loaded.
+        ModelError: the checkpoint cannot be loaded, or the ONNX model cannot be rebuilt
+            (an ensemble, a quantized graph).
         ValueError: an unknown ``tta``.
         RuntimeError: ONNX Runtime and PyTorch disagree by 1e-4 or more in probability.
     """
     import onnxruntime as ort
 
-    model, ckpt = load_checkpoint(checkpoint)
+    model, ckpt = _load_source(checkpoint)
     s, c = ckpt["preprocessing"]["input_size"], ckpt["in_chans"]
     wrapped = _WithProbs(model, tta).eval()
     out = Path(out)
@@ -160,6 +213,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         "trained": {"epoch": ckpt.get("epoch"), "val_accuracy": ckpt.get("val_acc"),
                     "config": ckpt.get("config")},
         "parity": parity,
+        **({"rebuilt_from": ckpt["rebuilt_from"]} if "rebuilt_from" in ckpt else {}),
         **(extra_meta or {}),
     }
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
