@@ -65,9 +65,9 @@ member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
-## bundle: export the wide distilled network (chosen on val) with flip TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures
+## bundle: export the wide distilled network (chosen on val) with the multi-scale TTA (chosen on val, session 20) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/distill-wide (session 20 had none), the bundled graph's own weights are re-exported.
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export runs/distill-wide/best.pt --out src/ferkit/weights/default.onnx --tta flip
+	$(BIN)/ferkit export $(if $(wildcard runs/distill-wide/best.pt),runs/distill-wide/best.pt,default) --out src/ferkit/weights/default.onnx --tta scales
 	$(BIN)/ferkit calibrate --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test

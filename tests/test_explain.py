@@ -67,14 +67,14 @@ def test_grad_cam_peaks_on_the_region_the_logit_sees(target, rows, cols):
         assert lo_inside > 0.5 and hi_outside < 0.05, (lo_inside, hi_outside)
 
 
-@pytest.mark.parametrize("tta", ["flip", "crops"])
+@pytest.mark.parametrize("tta", ["flip", "crops", "scales"])
 def test_grad_cam_with_tta_maps_every_pass_back(tta):
     tm = TorchModel(RegionModel().eval(), ("a", "b"), Preprocessing(), tta=tta)
     x = np.random.default_rng(1).uniform(0.5, 1.0, (2, 1, 48, 48)).astype(np.float32)
     cams, logits = grad_cam(tm, x, np.zeros(2, int))
     with torch.no_grad():
         assert np.allclose(logits, tm.logits(torch.from_numpy(x)).numpy(), atol=1e-6)
-    mirror = 0.3 if tta == "flip" else 0.1  # crops: 1 of 7 passes is the mirror image
+    mirror = 0.1 if tta == "crops" else 0.3  # crops: 1 of 7 passes is the mirror image; scales: 3 of 6
     for cam in cams:  # the region (cols 32-39) and, from the mirrored pass, its mirror (cols 8-15);
         # each 44-px crop saw the region within 4 px of its place (rows 4-15, cols 29-40)
         assert cam[5:11, 33:39].min() > 0.3 and cam[5:11, 9:15].min() > mirror
@@ -132,7 +132,7 @@ def test_feature_maps_after_each_pooling_stage():
 def test_onnx_rebuilt_in_torch_matches_onnx_runtime():
     tm = torch_model_from_onnx(None)
     clf = OnnxClassifier()
-    assert tm.tta == clf.meta["tta"] in ("flip", "crops") and tm.class_names == clf.class_names and tm.temperature == clf.temperature
+    assert tm.tta == clf.meta["tta"] in ("flip", "crops", "scales") and tm.class_names == clf.class_names and tm.temperature == clf.temperature
     faces = np.random.default_rng(2).integers(0, 256, (6, 48, 48)).astype(np.uint8)
     with torch.no_grad():
         logits = tm.logits(torch.from_numpy(prepare_faces(faces, tm.preprocessing))).numpy()
