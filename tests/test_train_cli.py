@@ -321,11 +321,22 @@ def test_distillation_from_a_teacher_checkpoint(trained_run, tmp_path):
     assert bad.returncode == 2 and "distill_weight" in bad.stderr
 
 
+def _graph_logits_are_the_views_mean(onnx_path, model, x, views):
+    """The exported graph's logits for ``x``, checked against the mean of ``model``'s
+    logits over the independently rebuilt ``views``."""
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        expected = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v))) for v in views]).mean(0)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(["logits"], {"images": x})
+    assert np.allclose(logits, expected.numpy(), rtol=1e-4, atol=2e-3)
+    return logits
+
+
 def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     """The 7 views rebuilt independently: mirror image, and the four corner and the centre
     44-px crops resized to 48 px with OpenCV (bilinear, pixel centres as in PyTorch)."""
-    import onnxruntime as ort
-
     out, _ = trained_run
     onnx_path = tmp_path / "crops.onnx"
     r = run("export", out / "best.pt", "--out", onnx_path, "--tta", "crops")
@@ -337,11 +348,7 @@ def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     for y0, x0 in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2)):
         views.append(np.stack([cv2.resize(face[0, y0:y0 + 44, x0:x0 + 44], (48, 48),
                                           interpolation=cv2.INTER_LINEAR)[None] for face in x]))
-    with torch.no_grad():
-        expected = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v))) for v in views]).mean(0)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (logits,) = sess.run(["logits"], {"images": x})
-    assert np.allclose(logits, expected.numpy(), rtol=1e-4, atol=2e-3)
+    logits = _graph_logits_are_the_views_mean(onnx_path, model, x, views)
     with torch.no_grad():
         plain = model(torch.from_numpy(x)).numpy()
     assert not np.allclose(logits, plain, atol=1e-2)  # the views do change the answer
@@ -644,7 +651,6 @@ def test_export_with_scales_tta_averages_three_zooms_and_their_mirrors(trained_r
     """The 6 views rebuilt independently: the face, zoomed out to 42 px with Pillow's
     (antialiased) bilinear filter and its border replicated back to 48 by OpenCV, and its
     centre 43 px zoomed in to 48 with OpenCV's bilinear, each mirrored."""
-    import onnxruntime as ort
     from PIL import Image
 
     out, _ = trained_run
@@ -658,11 +664,7 @@ def test_export_with_scales_tta_averages_three_zooms_and_their_mirrors(trained_r
     out_view = np.stack([cv2.copyMakeBorder(f, 3, 3, 3, 3, cv2.BORDER_REPLICATE)[None] for f in small])
     in_view = np.stack([cv2.resize(f[0, 2:45, 2:45], (48, 48), interpolation=cv2.INTER_LINEAR)[None] for f in x])
     views = [v for face in (x, out_view, in_view) for v in (face, face[..., ::-1])]
-    with torch.no_grad():
-        expected = torch.stack([model(torch.from_numpy(np.ascontiguousarray(v))) for v in views]).mean(0)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (logits,) = sess.run(["logits"], {"images": x})
-    assert np.allclose(logits, expected.numpy(), rtol=1e-4, atol=2e-3)
+    logits = _graph_logits_are_the_views_mean(onnx_path, model, x, views)
 
 
 def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(trained_run, tmp_path):

@@ -140,19 +140,8 @@ def load_fer2013(
         DataError: malformed rows or unreadable images (with ``on_error="raise"``), or
             no image found at all.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"dataset not found: {root}")
     class_set = classes if isinstance(classes, ClassSet) else resolve_classes(classes)
-    raw = _load_raw(root, image_size, fallback_seed, cache)
-    problems = [str(p) for p in raw["problems"]]
-    if problems:
-        msg = f"{root}: {len(problems)} bad rows or files"
-        if on_error == "raise":
-            raise DataError(msg + " (pass on_error='skip' / --skip-bad to leave them out)", problems)
-        warnings.warn(str(DataError(msg + ", left out", problems)), stacklevel=2)
+    root, raw = _checked_raw(path, image_size, on_error, fallback_seed, cache, "left out")
     if len(raw["labels"]) == 0:
         raise DataError(f"{root}: no images found")
     keep, mapped = class_set.apply(raw["labels"])
@@ -168,6 +157,25 @@ def load_fer2013(
 
 
 # ----------------------------------------------------------------------------- cache
+
+
+def _checked_raw(path, image_size: int, on_error: str, seed: int, use_cache: bool,
+                 left_out: str) -> tuple[Path, dict[str, np.ndarray]]:
+    """``(root, raw arrays)`` of a dataset, its bad rows or files raised as one
+    :class:`DataError` (``on_error="raise"``) or warned about as ``left_out`` (``"skip"``)."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"dataset not found: {root}")
+    raw = _load_raw(root, image_size, seed, use_cache)
+    problems = [str(p) for p in raw["problems"]]
+    if problems:
+        msg = f"{root}: {len(problems)} bad rows or files"
+        if on_error == "raise":
+            raise DataError(msg + " (pass on_error='skip' / --skip-bad to leave them out)", problems)
+        warnings.warn(str(DataError(f"{msg}, {left_out}", problems)), stacklevel=3)
+    return root, raw
 
 
 def _cache_dir() -> Path:
@@ -233,14 +241,15 @@ def pack_fer2013(
     FER2013's ids, so any class set can be chosen when it is loaded), split codes and
     sources; :func:`load_fer2013` reads it back to the same faces, targets and sources.
     It exists to carry a dataset to another machine in one file, for example to a GPU
-    machine that cannot see the original files: FER2013's train and val splits take
-    about 55 MB as ``.npz.xz``.
+    machine that cannot see the original files: FER2013's train and val splits took
+    57.9 MB as ``.npz.xz``, written in 83 s and read back in 7 s (session 20, 2-core AMD
+    EPYC Zen 2).
 
     Args:
         path: the dataset: a CSV file, an image-folder root or another pack.
         out: the file to write; ``.npz`` is zip-deflated (NumPy's ``savez_compressed``),
-            ``.npz.xz`` is an uncompressed ``.npz`` inside xz (LZMA preset 9, about a third
-            smaller and slower to write: about a minute for FER2013).
+            ``.npz.xz`` is an uncompressed ``.npz`` inside xz (LZMA preset 9: smaller,
+            slower to write).
         splits: the splits to keep, of ``train``, ``val``, ``test``; by default train and
             val, which is what training reads: the held-out test split stays on the
             machine that reports it.
@@ -263,18 +272,7 @@ def pack_fer2013(
     out = Path(out)
     if not out.name.lower().endswith(_PACK_SUFFIXES):
         raise ValueError(f"{out}: a pack's name must end in .npz or .npz.xz")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"dataset not found: {root}")
-    raw = _load_raw(root, image_size, fallback_seed, use_cache=True)
-    problems = [str(p) for p in raw["problems"]]
-    if problems:
-        msg = f"{root}: {len(problems)} bad rows or files"
-        if on_error == "raise":
-            raise DataError(msg + " (pass on_error='skip' / --skip-bad to leave them out)", problems)
-        warnings.warn(str(DataError(msg + ", left out of the pack", problems)), stacklevel=2)
+    _, raw = _checked_raw(path, image_size, on_error, fallback_seed, True, "left out of the pack")
     codes = [SPLITS.index(s) for s in splits]
     keep = np.isin(raw["splits"], codes)
     arrays = {k: raw[k][keep] for k in _PACK_KEYS}
