@@ -8,9 +8,9 @@ import onnx
 import pytest
 import torch
 
-from ferkit.calibrate import calibrate_model, set_graph_temperature
+from ferkit.calibrate import calibrate_model, graph_logit_adjustment, set_graph_temperature
 from ferkit.checkpoint import checkpoint_meta, save_checkpoint
-from ferkit.classifier import OnnxClassifier
+from ferkit.classifier import OnnxClassifier, read_metadata, resolve_model
 from ferkit.cli import main
 from ferkit.ensemble import build_ensemble
 from ferkit.errors import ModelError
@@ -18,13 +18,19 @@ from ferkit.explain import torch_model_from_onnx
 from ferkit.export import export_onnx
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
-from ferkit.preprocess import Preprocessing
+from ferkit.preprocess import Preprocessing, prepare_faces
 from ferkit.recognize import Recognizer, demo_image_path
 
 
 def _exported(tmp_path, name, seed, arch="vgg_s", classes=EMOTIONS, tta="none", input_size=48):
     torch.manual_seed(seed)
     model = create_model(arch, num_classes=len(classes), input_size=input_size).eval()
+    g = torch.Generator().manual_seed(seed)
+    for t in model.state_dict().values():
+        # as after training: a fresh network's constant tensors (zero biases, batch-norm
+        # statistics) would be merged by the ONNX exporter, and could not be rebuilt from the graph
+        if t.is_floating_point() and t.numel() > 1 and bool((t == t.flatten()[0]).all()):
+            t.add_(torch.rand(t.shape, generator=g) * 0.2 - 0.1)
     meta = checkpoint_meta(arch, {}, classes, Preprocessing(input_size=input_size))
     save_checkpoint(tmp_path / f"{name}.pt", meta, model)
     out = tmp_path / f"{name}.onnx"
@@ -124,5 +130,62 @@ def test_ensemble_errors(members, tmp_path):
 
 def test_explain_names_the_members_of_an_ensemble(members, tmp_path):
     build_ensemble(list(members), tmp_path / "e.onnx")
-    with pytest.raises(ModelError, match="ensemble of 2 models.*a.onnx, b.onnx"):
+    with pytest.raises(ModelError, match="ensemble of 2 models.*0 a.onnx, 1 b.onnx"):
         torch_model_from_onnx(tmp_path / "e.onnx")
+
+
+def _probs_from_rebuilt_members(path, faces):
+    """An ensemble's probs recomputed in PyTorch from its members rebuilt out of its graph:
+    sum_i w_i softmax(logits_i / T_i), its log less the ensemble's logit adjustment, over T."""
+    meta = read_metadata(path)
+    mean = 0
+    for i, spec in enumerate(meta["members"]):
+        tm = torch_model_from_onnx(path, member=i)
+        assert (tm.tta, tm.temperature) == (spec["tta"], pytest.approx(spec["temperature"]))
+        x = torch.from_numpy(prepare_faces(faces, tm.preprocessing))
+        with torch.no_grad():
+            mean = mean + spec["weight"] * torch.softmax(tm.logits(x) / tm.temperature, dim=1)
+    logits = torch.log(mean.clamp_min(1e-30))
+    bias = graph_logit_adjustment(path)
+    if bias is not None:
+        logits = logits - torch.from_numpy(bias)
+    return torch.softmax(logits / float(meta.get("temperature", 1.0)), dim=1).numpy()
+
+
+def test_members_rebuild_from_the_ensemble_graph_and_export_alone(members, faces, tmp_path, capsys):
+    a, b = members
+    ens = tmp_path / "e.onnx"
+    build_ensemble([a, b], ens, weights=[3, 1])
+    assert [m["model_args"] for m in read_metadata(ens)["members"]] == [{}, {}]
+    assert np.allclose(_probs_from_rebuilt_members(ens, faces), OnnxClassifier(ens).predict_probs(faces),
+                       atol=1e-5)
+    # member 1 exported alone gives b's logits; with another TTA, through the CLI
+    export_onnx(ens, tmp_path / "b1.onnx", member=1)
+    assert np.allclose(OnnxClassifier(tmp_path / "b1.onnx").predict_logits(faces),
+                       OnnxClassifier(b).predict_logits(faces), atol=1e-4)
+    assert main(["export", str(ens), "--member", "0", "--tta", "scales", "--out", str(tmp_path / "a0.onnx")]) == 0
+    meta = read_metadata(tmp_path / "a0.onnx")
+    assert meta["tta"] == "scales" and meta["model"] == "vgg_s" and "member 0, a.onnx" in meta["rebuilt_from"]
+    assert not np.allclose(OnnxClassifier(tmp_path / "a0.onnx").predict_logits(faces),
+                           OnnxClassifier(a).predict_logits(faces), atol=1e-3)  # the TTA changed
+    with pytest.raises(ModelError, match="no member 2; the ensemble has members 0-1"):
+        torch_model_from_onnx(ens, member=2)
+    with pytest.raises(ModelError, match="not an ensemble"):
+        export_onnx(a, tmp_path / "x.onnx", member=0)
+    build_ensemble([ens, a], tmp_path / "e2.onnx")
+    with pytest.raises(ModelError, match="itself an ensemble"):
+        torch_model_from_onnx(tmp_path / "e2.onnx", member=0)
+    old = read_metadata(ens)  # an ensemble built before ferkit recorded the members' arguments
+    del old["members"][1]["model_args"]
+    ens.with_suffix(".json").write_text(json.dumps(old))
+    with pytest.raises(ModelError, match="member 1 \\(b.onnx\\) has no 'model_args'"):
+        torch_model_from_onnx(ens, member=1)
+
+
+def test_the_bundled_ensemble_is_its_members_rebuilt():
+    """Each member of the bundled ensemble rebuilds from the graph with the architecture
+    its .json names (so ``ferkit export ensemble --member i`` exports that network)."""
+    faces = np.random.default_rng(5).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    path = resolve_model("ensemble")
+    assert np.allclose(_probs_from_rebuilt_members(path, faces), OnnxClassifier(path).predict_probs(faces),
+                       atol=1e-5)

@@ -249,14 +249,15 @@ def set_graph_temperature(onnx_path: str | os.PathLike, temperature: float) -> N
     _save_graph(model, path)
 
 
-def graph_logit_adjustment(onnx_path: str | os.PathLike) -> np.ndarray | None:
+def graph_logit_adjustment(onnx_path: str | os.PathLike, prefix: str = "") -> np.ndarray | None:
     """The (C,) float32 bias an ONNX graph's ``logits`` subtract
-    (:func:`set_graph_logit_adjustment`), or None for a graph without one."""
+    (:func:`set_graph_logit_adjustment`), or None for a graph without one; ``prefix``
+    (``"m1/"``) reads that ensemble member's own bias instead."""
     import onnx
     from onnx import numpy_helper
 
     for init in onnx.load(str(onnx_path)).graph.initializer:
-        if init.name == ADJUSTMENT_INIT:
+        if init.name == prefix + ADJUSTMENT_INIT:
             return numpy_helper.to_array(init).reshape(-1).astype(np.float32)
     return None
 

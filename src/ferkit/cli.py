@@ -488,13 +488,16 @@ def _add_export(sub) -> None:
                         "its mirror image, 6x). Choose on val.")
     p.add_argument("--flip-tta", dest="tta", action="store_const", const="flip",
                    help="same as --tta flip")
+    p.add_argument("--member", type=int, default=None, metavar="I",
+                   help="for an ensemble (e.g. the bundled 'ensemble'): export its member I (0-based, in "
+                        "the order of its .json 'members') on its own, from the graph's weights")
 
 
 def _cmd_export(args) -> int:
     from .export import export_onnx
 
     meta = export_onnx(args.checkpoint, args.out, opset=args.opset, equalize=args.equalize,
-                       tta=args.tta)
+                       tta=args.tta, member=args.member)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}: {meta['parameters']:,} parameters, "
           f"ONNX Runtime vs PyTorch max |d probs| {meta['parity']['max_abs_diff_probs']:.2e}")
     return 0

@@ -79,19 +79,26 @@ class TorchModel:
         return logits - require_torch().as_tensor(self.logit_bias, dtype=logits.dtype)
 
 
-def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
+def torch_model_from_onnx(path: str | os.PathLike | None = None, member: int | None = None) -> TorchModel:
     """Rebuild a ferkit ONNX model as a PyTorch module from the graph's own weights.
 
     The graph's initializers are named like the model's ``state_dict`` with a ``model.``
     prefix (``model.features.0.weight``, ...); the ``.json`` gives the registered model
-    name and arguments (:func:`ferkit.models.create_model`), preprocessing, flip TTA and
-    temperature.
+    name and arguments (:func:`ferkit.models.create_model`), preprocessing, test-time
+    augmentation and temperature. In an ensemble (:func:`ferkit.ensemble.build_ensemble`)
+    member ``i``'s initializers carry the prefix ``m{i}/model.`` and its ``.json`` entry
+    in ``members`` gives its architecture, arguments, TTA and temperature.
 
     Args:
         path: ``.onnx`` file with its ``.json``; ``None`` for the bundled model.
+        member: for an ensemble, the index (0-based, as its ``members`` list) of the
+            member network to rebuild; must be ``None`` for a single model.
 
     Raises:
-        ModelError: no ferkit model, or weights that do not fit the named architecture.
+        ModelError: no ferkit model, an ensemble without ``member`` (or a single model
+            with one), a member index out of range, a member whose entry lacks
+            ``model_args`` (ensembles built before ferkit recorded them) or that is
+            quantized, or weights that do not fit the named architecture.
         FerkitError: PyTorch or onnx missing (names the extra to install).
     """
     torch = require_torch()
@@ -111,26 +118,48 @@ def torch_model_from_onnx(path: str | os.PathLike | None = None) -> TorchModel:
     meta = read_metadata(path)
     if "model" not in meta:
         raise ModelError(f"{path.with_suffix('.json')}: metadata lacks 'model' (the architecture name)")
-    if "members" in meta:
-        raise ModelError(f"{path}: an ensemble of {len(meta['members'])} models; explain one of its members "
-                         f"({', '.join(m['file'] for m in meta['members'])})")
+    members = meta.get("members")
+    if members is not None and member is None:
+        names = ", ".join(f"{i} {m.get('file')}" for i, m in enumerate(members))
+        raise ModelError(f"{path}: an ensemble of {len(members)} models ({names}); rebuild one member "
+                         f"(member=i), or export it alone (ferkit export {path} --member i --out m.onnx)")
+    if members is None and member is not None:
+        raise ModelError(f"{path}: not an ensemble; it has no member {member}")
+    prefix, spec = "", meta
+    if members is not None:
+        if not 0 <= member < len(members):
+            raise ModelError(f"{path}: no member {member}; the ensemble has members 0-{len(members) - 1}")
+        prefix, spec = f"m{member}/", members[member]
+        if spec.get("model") == "ensemble":
+            raise ModelError(f"{path}: member {member} ({spec.get('file')}) is itself an ensemble; rebuild "
+                             "the networks of that file instead")
+        if "quantization" in spec:
+            raise ModelError(f"{path}: member {member} ({spec.get('file')}) is quantized; its float weights "
+                             "are not in the graph")
+        if "model_args" not in spec:
+            raise ModelError(f"{path}: member {member} ({spec.get('file')}) has no 'model_args' in the .json "
+                             "(an ensemble built before ferkit recorded them); add its architecture's "
+                             "arguments there or rebuild the ensemble")
     pre = Preprocessing.from_dict(meta["preprocessing"])
-    model = create_model(meta["model"], num_classes=len(meta["class_names"]), in_chans=meta.get("in_chans", 1),
-                         input_size=pre.input_size, **meta.get("model_args", {}))
+    model = create_model(spec["model"], num_classes=len(meta["class_names"]), in_chans=meta.get("in_chans", 1),
+                         input_size=pre.input_size, **spec.get("model_args", {}))
     graph = onnx.load(str(path)).graph
-    weights = {i.name[len("model."):]: torch.from_numpy(numpy_helper.to_array(i).copy())
-               for i in graph.initializer if i.name.startswith("model.")}
-    bias = graph_logit_adjustment(path)  # None for a graph without a logit adjustment
+    head = prefix + "model."
+    weights = {i.name[len(head):]: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in graph.initializer if i.name.startswith(head)}
+    bias = graph_logit_adjustment(path, prefix)  # None for a graph without a logit adjustment
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     wrong = [k for k in state if k in weights and tuple(weights[k].shape) != tuple(state[k].shape)]
     if missing or wrong:
-        raise ModelError(f"{path}: weights do not fit {meta['model']}: missing {missing[:5]}, "
-                         f"wrong shape {wrong[:5]}")
+        hint = (" (an untrained network's equal tensors, e.g. fresh batch-norm statistics, are merged by the "
+                "ONNX exporter and cannot be rebuilt)") if missing and not wrong else ""
+        raise ModelError(f"{path}{f' member {member}' if prefix else ''}: weights do not fit {spec['model']} "
+                         f"{spec.get('model_args', {})}: missing {missing[:5]}, wrong shape {wrong[:5]}{hint}")
     state.update({k: v for k, v in weights.items() if k in state})
     model.load_state_dict(state)
     return TorchModel(model.eval(), tuple(meta["class_names"]), pre,
-                      temperature=float(meta.get("temperature", 1.0)), tta=meta.get("tta", "none"),
+                      temperature=float(spec.get("temperature", 1.0)), tta=spec.get("tta", "none"),
                       logit_bias=bias)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from .checkpoint import checkpoint_meta, load_checkpoint
 from .classifier import ONNX_FORMAT
+from .errors import ModelError
 from .preprocess import Preprocessing
 
 
@@ -121,27 +122,32 @@ def tta_views(images: torch.Tensor, tta: str, crop: int = 0) -> list[tuple[torch
     return views
 
 
-def _load_source(source: str | os.PathLike) -> tuple[nn.Module, dict]:
+def _load_source(source: str | os.PathLike, member: int | None = None) -> tuple[nn.Module, dict]:
     """``(model, checkpoint dict)`` of a ``.pt`` checkpoint, or of the network of a ferkit
-    ONNX model or bundled name rebuilt from its graph's weights."""
+    ONNX model or bundled name (or of an ensemble's ``member``) rebuilt from its graph's
+    weights."""
     if str(source).endswith(".pt"):
+        if member is not None:
+            raise ModelError(f"{source}: a checkpoint holds one network; member applies to an ensemble")
         return load_checkpoint(source)
     from .classifier import read_metadata, resolve_model
     from .explain import torch_model_from_onnx
 
     path = resolve_model(str(source))
-    meta, tm = read_metadata(path), torch_model_from_onnx(path)
-    trained = meta.get("trained") or {}
-    ckpt = {**checkpoint_meta(meta["model"], meta["model_args"], tm.class_names, tm.preprocessing,
+    meta, tm = read_metadata(path), torch_model_from_onnx(path, member)
+    spec = meta if member is None else meta["members"][member]
+    trained = spec.get("trained") or {}
+    where = "its graph's weights" if member is None else f"member {member}, {spec.get('file')}: its graph's weights"
+    ckpt = {**checkpoint_meta(spec["model"], spec["model_args"], tm.class_names, tm.preprocessing,
                               in_chans=meta.get("in_chans", 1)),
             "epoch": trained.get("epoch"), "val_acc": trained.get("val_accuracy"),
-            "config": trained.get("config"), "rebuilt_from": f"{Path(path).name} (its graph's weights)"}
+            "config": trained.get("config"), "rebuilt_from": f"{Path(path).name} ({where})"}
     return tm.model.eval(), ckpt
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 18,
                 extra_meta: dict | None = None, equalize: bool | None = None,
-                tta: str = "none") -> dict:
+                tta: str = "none", member: int | None = None) -> dict:
     """Export a checkpoint to ``out`` (``.onnx``) and write ``out`` with ``.json`` beside it.
 
     Args:
@@ -160,6 +166,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
             (flip plus five zoomed crops, 7 times the cost; the ten-crop, 10 times, for
             a network that sees crops) or ``"scales"`` (the face at three zooms with
             their mirror images, 6 times); choose it on val.
+        member: for an ensemble ``checkpoint``, the index of the member network to
+            export on its own (its ``members`` entry must give ``model_args``); None
+            otherwise.
 
     Returns:
         The metadata dict written, including ``parity``: the maximum absolute
@@ -168,13 +177,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
 
     Raises:
         ModelError: the checkpoint cannot be loaded, or the ONNX model cannot be rebuilt
-            (an ensemble, a quantized graph).
+            (an ensemble without ``member``, a quantized graph or member, a bad index).
         ValueError: an unknown ``tta``.
         RuntimeError: ONNX Runtime and PyTorch disagree by 1e-4 or more in probability.
     """
     import onnxruntime as ort
 
-    model, ckpt = _load_source(checkpoint)
+    model, ckpt = _load_source(checkpoint, member)
     s, c = ckpt["preprocessing"]["input_size"], ckpt["in_chans"]
     wrapped = _WithProbs(model, tta).eval()
     out = Path(out)
