@@ -51,8 +51,10 @@ def build_ensemble(models: list[str | os.PathLike], out: str | os.PathLike,
 
     Returns:
         The metadata written: the usual keys (class names, preprocessing, inputs and
-        outputs), ``model: "ensemble"``, ``members`` (file, architecture, TTA,
-        temperature, weight, recorded metrics of each), ``parameters`` (sum over members)
+        outputs), ``model: "ensemble"``, ``members`` (file, architecture and its
+        ``model_args``, TTA, temperature, weight, recorded metrics of each; member ``i``'s
+        weights are the graph's initializers prefixed ``m{i}/``, so
+        :func:`ferkit.explain.torch_model_from_onnx` can rebuild it), ``parameters`` (sum over members)
         and ``parity`` (max abs difference between the graph's ``probs`` and the weighted
         mean of the members' probabilities from :class:`OnnxClassifier` on 16 random
         inputs).
