@@ -334,16 +334,22 @@ def _graph_logits_are_the_views_mean(onnx_path, model, x, views):
     return logits
 
 
+def _exported_with_tta(trained_run, tmp_path, tta, seed):
+    """The run's best.pt exported by the CLI with ``tta``: (onnx path, the PyTorch model,
+    (3, 1, 48, 48) float32 random input)."""
+    out, _ = trained_run
+    onnx_path = tmp_path / f"{tta}.onnx"
+    r = run("export", out / "best.pt", "--out", onnx_path, "--tta", tta)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == tta
+    model, _ = load_checkpoint(out / "best.pt")
+    return onnx_path, model, np.random.default_rng(seed).normal(size=(3, 1, 48, 48)).astype(np.float32)
+
+
 def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     """The 7 views rebuilt independently: mirror image, and the four corner and the centre
     44-px crops resized to 48 px with OpenCV (bilinear, pixel centres as in PyTorch)."""
-    out, _ = trained_run
-    onnx_path = tmp_path / "crops.onnx"
-    r = run("export", out / "best.pt", "--out", onnx_path, "--tta", "crops")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == "crops"
-    model, _ = load_checkpoint(out / "best.pt")
-    x = np.random.default_rng(5).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    onnx_path, model, x = _exported_with_tta(trained_run, tmp_path, "crops", seed=5)
     views = [x, x[..., ::-1]]
     for y0, x0 in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2)):
         views.append(np.stack([cv2.resize(face[0, y0:y0 + 44, x0:x0 + 44], (48, 48),
@@ -653,18 +659,12 @@ def test_export_with_scales_tta_averages_three_zooms_and_their_mirrors(trained_r
     centre 43 px zoomed in to 48 with OpenCV's bilinear, each mirrored."""
     from PIL import Image
 
-    out, _ = trained_run
-    onnx_path = tmp_path / "scales.onnx"
-    r = run("export", out / "best.pt", "--out", onnx_path, "--tta", "scales")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(onnx_path.with_suffix(".json").read_text())["tta"] == "scales"
-    model, _ = load_checkpoint(out / "best.pt")
-    x = np.random.default_rng(6).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    onnx_path, model, x = _exported_with_tta(trained_run, tmp_path, "scales", seed=6)
     small = [np.asarray(Image.fromarray(f[0], mode="F").resize((42, 42), Image.BILINEAR)) for f in x]
     out_view = np.stack([cv2.copyMakeBorder(f, 3, 3, 3, 3, cv2.BORDER_REPLICATE)[None] for f in small])
     in_view = np.stack([cv2.resize(f[0, 2:45, 2:45], (48, 48), interpolation=cv2.INTER_LINEAR)[None] for f in x])
     views = [v for face in (x, out_view, in_view) for v in (face, face[..., ::-1])]
-    logits = _graph_logits_are_the_views_mean(onnx_path, model, x, views)
+    _graph_logits_are_the_views_mean(onnx_path, model, x, views)
 
 
 def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(trained_run, tmp_path):
