@@ -34,6 +34,10 @@ Session 17 (2-core AMD EPYC, Zen 2, AVX2, no AVX-512; nothing else running), bat
 fp32 / bf16 (emulated): 136.3 / 1073.5, 424.7 / 4324.8 and 926.1 / 9661.3 ms: the slowest
 machine yet, 3x session 16's fp32 step of the narrow network.
 
+Session 22 (2-core AMD EPYC, Zen 4 (family 25, model 17), AVX-512 BF16, no AMX; nothing
+else running), batch 64, fp32 / bf16: 52.7 / 36.7, 148.6 / 91.8 and 317.0 / 186.2 ms:
+bf16 native and 0.59-0.70x fp32, each step about 1.4-1.7x session 16's Zen 5.
+
     python benchmarks/train_step.py --batch-sizes 64 128
 """
 
