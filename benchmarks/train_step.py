@@ -36,7 +36,8 @@ machine yet, 3x session 16's fp32 step of the narrow network.
 
 Session 22 (2-core AMD EPYC, Zen 4 (family 25, model 17), AVX-512 BF16, no AMX; nothing
 else running), batch 64, fp32 / bf16: 52.7 / 36.7, 148.6 / 91.8 and 317.0 / 186.2 ms:
-bf16 native and 0.59-0.70x fp32, each step about 1.4-1.7x session 16's Zen 5.
+bf16 native and 0.59-0.70x fp32; a bf16 step 1.39-1.45x session 16's Zen 5, an fp32
+step 1.14-1.49x.
 
     python benchmarks/train_step.py --batch-sizes 64 128
 """
