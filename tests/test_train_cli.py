@@ -319,6 +319,15 @@ def test_distillation_from_a_teacher_checkpoint(trained_run, tmp_path):
     assert six.returncode == 2 and "teacher" in six.stderr
     bad = train_tiny(data, tmp_path / "bad", "--teacher", teacher / "best.pt", "--distill-weight", 1.5)
     assert bad.returncode == 2 and "distill_weight" in bad.stderr
+    # the probabilities alone, carried without the teacher, train the same student
+    again = train_tiny(data, tmp_path / "again", "--teacher", out / "teacher_probs.npy",
+                       "--distill-weight", 0.7, "--distill-temperature", 2)
+    assert again.returncode == 0, again.stderr
+    first, second = (torch.load(d / "best.pt", weights_only=False)["state_dict"] for d in (out, tmp_path / "again"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    np.save(tmp_path / "short.npy", probs[:-1])
+    short = train_tiny(data, tmp_path / "short", "--teacher", tmp_path / "short.npy")
+    assert short.returncode == 2 and "train faces" in short.stderr
 
 
 def _graph_logits_are_the_views_mean(onnx_path, model, x, views):

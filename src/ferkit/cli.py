@@ -61,7 +61,8 @@ def _add_train(sub) -> None:
     p.add_argument("--mix-prob", type=float, help="share of batches mixed when --mixup or --cutmix is on "
                                                   "(default 1)")
     p.add_argument("--teacher", help="distil from this model (.onnx, .pt or a bundled name such as "
-                                     "ensemble): its probabilities on the train faces are soft targets")
+                                     "ensemble), or a .npy of its probabilities from an earlier run "
+                                     "(teacher_probs.npy): its probabilities on the train faces are soft targets")
     p.add_argument("--distill-weight", type=float, help="weight of the distillation term in [0, 1] (default 0.5)")
     p.add_argument("--distill-temperature", type=float, help="distillation temperature T (default 3)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,

@@ -111,6 +111,9 @@ class TrainConfig:
             own preprocessing and test-time augmentation, computed once and cached in the
             run folder as ``teacher_probs.npy``) are soft targets for every augmented view
             of that face (offline distillation); "" = off. See :func:`distillation_loss`.
+            A ``.npy`` file is taken as such probabilities, already computed (an earlier
+            run's ``teacher_probs.npy``, carried to another machine without the teacher):
+            (N, C) in the run's train-face order and class order.
         distill_weight: weight of the distillation term in [0, 1]; the label term gets
             ``1 - distill_weight``.
         distill_temperature: temperature T > 0 that softens the student's logits and the
@@ -341,7 +344,10 @@ def teacher_probs(teacher: str, faces: np.ndarray, class_names, cache: Path) -> 
     """The teacher's calibrated probabilities on ``faces``, cached in ``cache`` (.npy).
 
     Args:
-        teacher: an ``.onnx`` model, a ``.pt`` checkpoint or a bundled model's name.
+        teacher: an ``.onnx`` model, a ``.pt`` checkpoint or a bundled model's name; or a
+            ``.npy`` file of probabilities already computed on these faces (an earlier
+            run's ``teacher_probs.npy``), used as it is. Such a file records no class
+            names, so its columns are taken to be ``class_names``, in order.
         faces: (N, S, S) uint8 train faces, as loaded (the teacher prepares them itself).
         class_names: the run's C class names; the teacher's must be the same, in order.
         cache: file of an earlier run's probabilities; reused when its shape is (N, C).
@@ -350,11 +356,25 @@ def teacher_probs(teacher: str, faces: np.ndarray, class_names, cache: Path) -> 
         (N, C) float32 probabilities, rows summing to 1.
 
     Raises:
-        ValueError: the teacher classifies other classes.
+        ValueError: the teacher classifies other classes; a ``.npy`` teacher is not an
+            (N, C) array of probabilities (finite, non-negative, rows summing to 1).
         ModelError: the teacher cannot be loaded.
     """
     from .evaluate import load_classifier
 
+    if str(teacher).endswith(".npy"):
+        probs = np.load(teacher)
+        if probs.shape != (len(faces), len(class_names)):
+            raise ValueError(f"teacher {teacher} holds probabilities of shape {probs.shape}, "
+                             f"but this run has {len(faces)} train faces and {len(class_names)} classes")
+        if not (np.isfinite(probs).all() and (probs >= 0).all()
+                and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)):
+            raise ValueError(f"teacher {teacher} is not a table of probabilities: every value "
+                             "must be finite and non-negative and every row sum to 1")
+        probs = probs.astype(np.float32)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, probs)
+        return probs
     model = load_classifier(teacher)
     if list(model.class_names) != list(class_names):
         raise ValueError(f"teacher {teacher} classifies {list(model.class_names)}, "
@@ -600,9 +620,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
                       "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
     t_teacher = time.time()
-    soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names,
-                                           out / "teacher_probs.npy")).to(device)
-            if cfg.teacher else None)
+    with torch.random.fork_rng(devices=[]):  # a .pt teacher's construction draws no numbers from the run's RNG
+        soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names,
+                                               out / "teacher_probs.npy")).to(device)
+                if cfg.teacher else None)
     started += time.time() - t_teacher  # the teacher's one-off pass is not spent from the budget
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, _BUDGET_STEPS if cfg.budget else steps_per_epoch * cfg.epochs)
