@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-fast train-restart train-stages member bundle bundle-int8 bundle-ensemble evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-fast train-restart train-stages member bundle bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ serve: $(VENV)/.test
 
 install: $(VENV)/.test
 
-## train: the bundled default's recipe: configs/distill-wide.yaml, vgg_s 32-64-128-256 on 40 px crops distilled from the bundled ensemble (110 min + the teacher's pass; resumes if interrupted)
+## train: the bundled default's recipe of sessions 11-23 (the CPU recipe): configs/distill-wide.yaml, vgg_s 32-64-128-256 on 40 px crops distilled from the bundled ensemble (110 min + the teacher's pass; resumes if interrupted)
 train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/distill-wide.yaml --data $(DATA) $(if $(wildcard runs/distill-wide/last.pt),--resume)
 
@@ -65,9 +65,22 @@ member: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/default-restart.yaml --data $(DATA) --seed $$(($(SEED) + 2)) --init $(OUT)/default-ft/best.pt --out $(OUT)/default-restart $(if $(wildcard $(OUT)/default-restart/last.pt),--resume)
 	$(BIN)/ferkit train --config configs/default-polish.yaml --data $(DATA) --seed $$(($(SEED) + 3)) --init $(OUT)/default-restart/best.pt --out $(OUT)/default-polish $(if $(wildcard $(OUT)/default-polish/last.pt),--resume)
 
-## bundle: export the wide distilled network (chosen on val) with the multi-scale TTA (chosen on val, session 20) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/distill-wide (session 20 had none), the bundled graph's own weights are re-exported.
+## teacher2: session 24's teacher, session 20's bundled default and the bundled ensemble averaged (from git history: needs a clone)
+runs/teacher2/teacher.onnx: $(VENV)/.test
+	mkdir -p runs/teacher2
+	git show 3e37cff:src/ferkit/weights/default.onnx > runs/teacher2/default.onnx
+	git show 3e37cff:src/ferkit/weights/default.json > runs/teacher2/default.json
+	git show 3e37cff:src/ferkit/weights/ensemble.onnx > runs/teacher2/ensemble.onnx
+	git show 3e37cff:src/ferkit/weights/ensemble.json > runs/teacher2/ensemble.json
+	$(BIN)/ferkit ensemble runs/teacher2/default.onnx runs/teacher2/ensemble.onnx --out runs/teacher2/teacher.onnx
+
+## train-gpu: the bundled default's recipe since session 24 on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
+train-gpu: runs/teacher2/teacher.onnx
+	$(BIN)/ferkit train --config configs/gpu-wide.yaml --data $(DATA) --device cuda $(if $(wildcard runs/gpu-wide/last.pt),--resume)
+
+## bundle: export the GPU-trained wide distilled network (chosen on val, session 24) with the multi-scale TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/gpu-wide, the bundled graph's own weights are re-exported.
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export $(if $(wildcard runs/distill-wide/best.pt),runs/distill-wide/best.pt,default) --out src/ferkit/weights/default.onnx --tta scales
+	$(BIN)/ferkit export $(if $(wildcard runs/gpu-wide/best.pt),runs/gpu-wide/best.pt,default) --out src/ferkit/weights/default.onnx --tta scales
 	$(BIN)/ferkit calibrate --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
@@ -84,9 +97,20 @@ bundle-int8: $(VENV)/.test
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
 
-## bundle-ensemble: the bundled ensemble (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1); logit adjustment and temperature fitted on val
-bundle-ensemble: $(VENV)/.test
+## bundle-ensemble: the bundled ensemble since session 24 (chosen on val among 255 subsets of eight models by benchmarks/ensemble_choices.py): the wide GPU network trained on the labels alone (runs/gpu-wide-labels: ferkit train --config configs/gpu-wide.yaml --teacher "" --seed 5 --out runs/gpu-wide-labels --device cuda) with the multi-scale TTA + sessions 20-23's default (from git history); logit adjustment and temperature fitted on val
+bundle-ensemble: runs/teacher2/teacher.onnx
 	mkdir -p runs/members runs/ens
+	$(BIN)/ferkit export runs/gpu-wide-labels/best.pt --out runs/members/wide-labels-scales.onnx --tta scales
+	$(BIN)/ferkit calibrate runs/members/wide-labels-scales.onnx --data $(DATA)
+	$(BIN)/ferkit ensemble runs/members/wide-labels-scales.onnx runs/teacher2/default.onnx --out runs/ens/ensemble.onnx
+	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA) --logit-adjust
+	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
+	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test
+	cp runs/ens/ensemble.onnx runs/ens/ensemble.json src/ferkit/weights/
+
+## bundle-ensemble-s8: the bundled ensemble of sessions 8-23, rebuilt into runs/ens-s8 (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1); logit adjustment and temperature fitted on val
+bundle-ensemble-s8: $(VENV)/.test
+	mkdir -p runs/members runs/ens-s8
 	$(BIN)/ferkit export runs/default-polish/best.pt --out runs/members/stage4-crops.onnx --tta crops
 	$(BIN)/ferkit calibrate runs/members/stage4-crops.onnx --data $(DATA)
 	$(BIN)/ferkit export runs/medium/best.pt --out runs/members/medium-crops.onnx --tta crops
@@ -94,11 +118,10 @@ bundle-ensemble: $(VENV)/.test
 	$(BIN)/ferkit export runs/fast-crop40-seed1/best.pt --out runs/members/crop40s1-crops.onnx --tta crops
 	$(BIN)/ferkit calibrate runs/members/medium-crops.onnx --data $(DATA)
 	$(BIN)/ferkit calibrate runs/members/medium-flip.onnx --data $(DATA)
-	$(BIN)/ferkit ensemble runs/members/stage4-crops.onnx runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens/ensemble.onnx
-	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA) --logit-adjust
-	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
-	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test
-	cp runs/ens/ensemble.onnx runs/ens/ensemble.json src/ferkit/weights/
+	$(BIN)/ferkit ensemble runs/members/stage4-crops.onnx runs/members/medium-crops.onnx runs/members/medium-flip.onnx runs/members/crop40s1-crops.onnx --out runs/ens-s8/ensemble.onnx
+	$(BIN)/ferkit calibrate runs/ens-s8/ensemble.onnx --data $(DATA) --logit-adjust
+	$(BIN)/ferkit evaluate --model runs/ens-s8/ensemble.onnx --data $(DATA) --split val --record --out runs/ens-s8/ensemble-val
+	$(BIN)/ferkit evaluate --model runs/ens-s8/ensemble.onnx --data $(DATA) --split test --record --out runs/ens-s8/ensemble-test
 
 ## evaluate: the bundled model on PrivateTest (the README's headline figure)
 evaluate: $(VENV)/.test
