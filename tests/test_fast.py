@@ -128,13 +128,13 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
     assert int8.path.stat().st_size < 2 * 2**20
     meta = int8.meta
     assert meta["quantization"]["weights"] == "int8" and meta["tta"] == "none"
-    # int8 is one pass of a network of the default's shape (since session 12 a second stage
-    # of it, chosen on val), within 3 points of the default on test (README's table: 2.65
-    # since session 20, when the default's 6-view TTA gained 1.11 points over its flip; the
+    # int8 is one pass of session 12's 32-wide vgg_s, the fast model: since session 24 the
+    # default is a network of over three times its parameters (with a 6-view TTA), 3.96
+    # points ahead on test (README's cost table); int8 stays within 5 of it (the
     # quantization itself is checked by the agreement below)
-    assert meta["metrics"]["test"]["accuracy"] >= OnnxClassifier().meta["metrics"]["test"]["accuracy"] - 0.03
-    assert meta["model"] == OnnxClassifier().meta["model"]
-    assert meta["model_args"] == OnnxClassifier().meta["model_args"]
+    default = OnnxClassifier().meta
+    assert meta["metrics"]["test"]["accuracy"] >= default["metrics"]["test"]["accuracy"] - 0.05
+    assert meta["model"] == default["model"] and meta["parameters"] * 3 < default["parameters"]
     faces, _ = tiny_faces(70, seed=3)
     p_int8 = int8.predict_probs(faces)
     assert p_int8.shape == (70, 7) and np.allclose(p_int8.sum(1), 1, atol=1e-5)

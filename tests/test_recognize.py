@@ -20,7 +20,7 @@ FERKIT = [sys.executable, "-m", "ferkit.cli"]
 # model, the detector, the preprocessing or the temperature (calibration, fitted on val,
 # in default.json) changed.
 GOLDEN_BOX = (182, 121, 171, 211)
-GOLDEN_PROBS = [0.069568, 0.0156, 0.023885, 0.037339, 0.074072, 0.020455, 0.759081]
+GOLDEN_PROBS = [0.097986, 0.017081, 0.027844, 0.053293, 0.06917, 0.022443, 0.712183]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,10 @@ def photo():
 def test_bundled_model_is_shipped():
     path = default_model_path()
     assert path.is_file() and path.with_suffix(".json").is_file()
-    assert path.stat().st_size < 10 * 2**20
+    assert path.stat().st_size < 32 * 2**20  # 22.5 MiB since session 24 (5.83 M float32 weights)
+    assert (path.parent / "int8.onnx").stat().st_size < 4 * 2**20  # the model for small devices stays small
+    # all bundled models together: a wheel must stay under PyPI's default 100 MB file limit
+    assert sum(p.stat().st_size for p in path.parent.glob("*.onnx")) < 90 * 10**6
     clf = OnnxClassifier()
     assert clf.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
