@@ -150,6 +150,19 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
         OnnxClassifier("int9")
 
 
+def test_default_int8_is_the_default_network_quantized_and_agrees_with_it(photo):
+    q, default = OnnxClassifier("default-int8"), OnnxClassifier("default")
+    meta = q.meta
+    assert meta["quantization"]["weights"] == "int8" and meta["tta"] == default.meta["tta"] == "scales"
+    assert meta["model"] == default.meta["model"] and meta["parameters"] == default.meta["parameters"]
+    assert q.path.stat().st_size < default.path.stat().st_size / 3
+    assert meta["quantization"]["agreement_with_float"] >= 0.98
+    golden = Recognizer("default").predict(photo)[0]
+    fast = Recognizer("default-int8").predict(photo)[0]
+    assert fast.box == golden.box and fast.label == golden.label
+    assert abs(fast.score - golden.score) < 0.05
+
+
 def test_quantize_writes_a_model_that_keeps_the_metadata(tmp_path):
     pytest.importorskip("onnxruntime.quantization")
     from ferkit.quantize import quantize_model
@@ -171,6 +184,11 @@ def test_quantize_writes_a_model_that_keeps_the_metadata(tmp_path):
     assert outputs == {"logits", "probs"}
     assert all(n.op_type != "DequantizeLinear" for n in graph.node if outputs & set(n.output))
     assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # and the rest is quantized
+    # the default's 6 views share one network: its int8 weights are stored once, not 6 times
+    # (quantization folds each batch norm into each view's copy of a convolution)
+    blobs = [(t.data_type, tuple(t.dims), onnx.numpy_helper.to_array(t).tobytes()) for t in graph.initializer]
+    assert len(blobs) == len(set(blobs))
+    assert out.stat().st_size < OnnxClassifier().path.stat().st_size / 3
     with pytest.raises(ModelError, match="overwrite"):
         quantize_model(out, out, faces)
     with pytest.raises(ValueError, match="calibration faces"):

@@ -46,7 +46,9 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
             temperature and the logit adjustment's record dropped: they must be measured
             again on the int8 model with ``ferkit calibrate`` and ``ferkit evaluate
             --record``). ``logits`` and
-            ``probs`` stay float outputs.
+            ``probs`` stay float outputs. Byte-identical int8 initializers (the one
+            network of a test-time-augmentation export, quantized once per view) are
+            stored once.
         faces: (N, H, W) uint8 gray training faces for the activation ranges, fed in
             batches of ``batch_size`` (N >= batch_size; the last N % batch_size unused).
         per_channel: one weight scale per output channel instead of per tensor.
@@ -102,6 +104,7 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
                         weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
                         per_channel=per_channel, reduce_range=reduce_range,
                         calibrate_method=methods[method], nodes_to_exclude=float_nodes)
+    _share_identical_initializers(out)
     meta = {**(base_meta or {}), **read_metadata(model)}
     for key in ("metrics", "temperature", "calibration", "logit_adjustment", "outputs_note"):  # measured on the float model
         meta.pop(key, None)
@@ -117,3 +120,43 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
     meta["quantization"]["max_abs_diff_probs"] = float(np.abs(p_float - p_int8).max())
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def _share_identical_initializers(path: Path) -> int:
+    """Rewrite the ONNX model at ``path`` so that byte-identical initializers are stored once.
+
+    A test-time-augmentation export runs one network on several views, sharing its float
+    weights; quantization folds each batch norm into each copy of its convolution, which
+    writes one int8 copy of every weight per view (a 6-view graph's file grew 5x). The
+    copies are identical (same weights, same scales), so every use is pointed at the first.
+
+    Returns:
+        The number of initializers removed.
+    """
+    import hashlib
+
+    import onnx
+
+    m = onnx.load(str(path))
+    graph = m.graph
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for t in graph.initializer:
+        key = (t.data_type, tuple(t.dims), hashlib.sha256(onnx.numpy_helper.to_array(t).tobytes()).hexdigest())
+        if key in first:
+            rename[t.name] = first[key]
+        else:
+            first[key] = t.name
+            kept.append(t)
+    if not rename:
+        return 0
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    onnx.save(m, str(path))
+    return len(rename)
+
