@@ -153,6 +153,9 @@ def _share_identical_initializers(path: Path) -> int:
         return 0
     del graph.initializer[:]
     graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in rename]  # an older IR lists initializers as inputs
+    del graph.input[:]
+    graph.input.extend(inputs)
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name in rename:
