@@ -298,6 +298,50 @@ def test_distillation_loss_terms():
     assert torch.allclose(mixed, 0.7 * torch.nn.functional.cross_entropy(logits, y) + 0.3 * soft)
 
 
+def test_self_distillation_loss_blends_label_and_past_probs():
+    from ferkit.train import self_distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, generator=g)
+    y = torch.tensor([0, 3, 6, 2, 1])
+    past = torch.softmax(torch.randn(5, 7, generator=g) * 2, dim=1)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.allclose(self_distillation_loss(logits, y, past, 0.0, 0.1), ce(logits, y, label_smoothing=0.1))
+    # alpha 1: cross-entropy against the past probabilities alone, whatever the label
+    soft = -(past * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert torch.allclose(self_distillation_loss(logits, y, past, 1.0, 0.1), soft)
+    # linear in alpha between the two
+    assert torch.allclose(self_distillation_loss(logits, y, past, 0.3, 0.0), 0.7 * ce(logits, y) + 0.3 * soft)
+
+
+def test_self_distillation_trains_keeps_each_faces_last_softmax_and_resumes(tiny_csv, tmp_path):
+    out = tmp_path / "pskd"
+    r = train_tiny(tiny_csv, out, "--epochs", 2, "--self-distill", 0.8)
+    assert r.returncode == 0, r.stderr
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["config"]["self_distill"] == 0.8
+    past = state["self_distill_probs"]
+    from ferkit.data import load_fer2013
+
+    targets = torch.from_numpy(load_fer2013(tiny_csv)["train"].targets)
+    assert past.shape == (len(targets), 7) and torch.allclose(past.sum(1), torch.ones(len(targets)), atol=1e-4)
+    labels = torch.nn.functional.one_hot(targets, 7).float()
+    seen = ~(past == labels).all(1)  # faces whose row is a softmax, no longer their one-hot label
+    assert bool(seen.all())  # 56 faces, 7 whole batches of 8: every face was seen
+    # resuming picks the table up; a run without it cannot be resumed with it
+    again = run("train", "--data", tiny_csv, "--epochs", 3, "--batch-size", 8, "--out", out,
+                "--no-progress", "--threads", 1, "--self-distill", 0.8, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 3
+    plain = tmp_path / "plain"
+    assert train_tiny(tiny_csv, plain).returncode == 0
+    mixed = run("train", "--data", tiny_csv, "--epochs", 2, "--batch-size", 8, "--out", plain,
+                "--no-progress", "--threads", 1, "--self-distill", 0.8, "--resume")
+    assert mixed.returncode == 2 and "self_distill" in mixed.stderr
+    bad = train_tiny(tiny_csv, tmp_path / "bad", "--self-distill", 0.5, "--teacher", out / "best.pt")
+    assert bad.returncode == 2 and "self_distill" in bad.stderr
+
+
 def test_distillation_from_a_teacher_checkpoint(trained_run, tmp_path):
     from ferkit.data import load_fer2013
     from ferkit.evaluate import load_classifier

@@ -65,6 +65,10 @@ def _add_train(sub) -> None:
                                      "(teacher_probs.npy): its probabilities on the train faces are soft targets")
     p.add_argument("--distill-weight", type=float, help="weight of the distillation term in [0, 1] (default 0.5)")
     p.add_argument("--distill-temperature", type=float, help="distillation temperature T (default 3)")
+    p.add_argument("--self-distill", type=float, metavar="ALPHA",
+                   help="progressive self-knowledge distillation (PS-KD, Kim et al. 2021): targets blend "
+                        "the label with the model's own softmax of the previous epoch, weight growing "
+                        "to ALPHA (0: off; 0.8: the paper's)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="histogram-equalise faces (recorded in the model's preprocessing)")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
@@ -88,7 +92,7 @@ def _cmd_train(args) -> int:
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
                 "erase", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
-                "teacher", "distill_weight", "distill_temperature", "device", "threads", "skip_bad"):
+                "teacher", "distill_weight", "distill_temperature", "self_distill", "device", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
