@@ -121,7 +121,8 @@ class TrainConfig:
         self_distill: alpha_T of progressive self-knowledge distillation (PS-KD; Kim et
             al., 2021, "Self-Knowledge Distillation with Progressive Refinement of Targets",
             ICCV): each face's target becomes ``(1 - a) * label + a * p_prev``, where
-            ``p_prev`` is the model's own softmax on that face in the previous epoch (kept
+            ``p_prev`` is the model's own softmax on that face in the previous epoch (of
+            the logits the loss sees, so logit-adjusted with ``logit_adjust``; kept
             from the training forward pass, so it costs no extra compute: an (N, C) float32
             table, 0.8 MB for FER2013) and ``a`` grows linearly from 0 to ``self_distill``
             over the run (over its epochs, or its budget's minutes with ``budget``); the
@@ -373,10 +374,9 @@ def self_distillation_loss(logits: torch.Tensor, targets: torch.Tensor, prev_pro
         The scalar mean loss over the batch; with ``alpha`` 0 it equals
         ``F.cross_entropy(logits, targets, label_smoothing=label_smoothing)``.
     """
-    c = logits.shape[1]
-    y = F.one_hot(targets, c).float() * (1.0 - label_smoothing) + label_smoothing / c
-    target = (1.0 - alpha) * y + alpha * prev_probs
-    return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    # cross-entropy is linear in its target, so the blend is a blend of two losses
+    return ((1.0 - alpha) * F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+            + alpha * F.cross_entropy(logits, prev_probs))
 
 
 def teacher_probs(teacher: str, faces: np.ndarray, class_names, cache: Path) -> np.ndarray:
@@ -757,7 +757,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if perm is not None:  # a mixed batch: both faces' targets, weighted by their share
                 loss = lam * loss + (1.0 - lam) * loss_of(y[perm], idx[perm])
             if past is not None and perm is None:  # this epoch's prediction, the next epoch's target
-                past[idx] = F.softmax(logits.detach(), dim=1)
+                past[idx] = F.softmax(fit.detach(), dim=1)  # in the loss's own terms (logit_adjust)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
