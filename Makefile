@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ train: $(VENV)/.test
 ## train-fast: the fast recipe on a CPU with fast native bf16 (AMX, or AMD Zen 5: session 16, 69.63%; Zen 4: session 22, 69.27% exported with --tta scales): configs/fast-bf16.yaml, 30 min, bf16 where it times faster than fp32 (precision: auto); where fp32 is faster (a Xeon without AMX, any CPU without AVX-512 BF16) the recipe trains configs/fast.yaml instead (its fp32_recipe; session 15: the wide network in fp32 had a third of the epochs and 65.28%, configs/fast.yaml 67.65%)
 train-fast: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/fast-bf16.yaml --data $(DATA) $(if $(wildcard runs/fast-bf16/last.pt),--resume)
+
+## test-fast: after make train-fast, val chooses its checkpoint (best.pt, the best one-pass val epoch, or last.pt) and TTA (benchmarks/val_choices.py --out), then one evaluation of that choice on test (PrivateTest) into runs/fast-bf16/test
+test-fast: $(VENV)/.test
+	$(BIN)/python benchmarks/val_choices.py runs/fast-bf16/best.pt runs/fast-bf16/last.pt --data $(DATA) --out runs/fast-bf16/chosen.onnx
+	$(BIN)/ferkit evaluate --model runs/fast-bf16/chosen.onnx --data $(DATA) --split test --out runs/fast-bf16/test
 
 ## train-stages: the four stages of the stage-4 default of sessions 7-9 (the ensemble's first member) on FER2013 (each resumes if interrupted)
 train-stages: $(VENV)/.test

@@ -67,14 +67,14 @@ def test_grad_cam_peaks_on_the_region_the_logit_sees(target, rows, cols):
         assert lo_inside > 0.5 and hi_outside < 0.05, (lo_inside, hi_outside)
 
 
-@pytest.mark.parametrize("tta", ["flip", "crops", "scales"])
+@pytest.mark.parametrize("tta", ["flip", "crops", "scales", "scales5"])
 def test_grad_cam_with_tta_maps_every_pass_back(tta):
     tm = TorchModel(RegionModel().eval(), ("a", "b"), Preprocessing(), tta=tta)
     x = np.random.default_rng(1).uniform(0.5, 1.0, (2, 1, 48, 48)).astype(np.float32)
     cams, logits = grad_cam(tm, x, np.zeros(2, int))
     with torch.no_grad():
         assert np.allclose(logits, tm.logits(torch.from_numpy(x)).numpy(), atol=1e-6)
-    mirror = 0.1 if tta == "crops" else 0.3  # crops: 1 of 7 passes is the mirror image; scales: 3 of 6
+    mirror = 0.1 if tta == "crops" else 0.3  # crops: 1 of 7 passes is the mirror image; scales(5): half
     for cam in cams:  # the region (cols 32-39) and, from the mirrored pass, its mirror (cols 8-15);
         # each 44-px crop saw the region within 4 px of its place (rows 4-15, cols 29-40)
         assert cam[5:11, 33:39].min() > 0.3 and cam[5:11, 9:15].min() > mirror

@@ -706,18 +706,55 @@ def test_a_gpu_run_trains_there_and_writes_cpu_checkpoints(tiny_csv, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_export_with_scales_tta_averages_three_zooms_and_their_mirrors(trained_run, tmp_path):
-    """The 6 views rebuilt independently: the face, zoomed out to 42 px with Pillow's
-    (antialiased) bilinear filter and its border replicated back to 48 by OpenCV, and its
-    centre 43 px zoomed in to 48 with OpenCV's bilinear, each mirrored."""
+@pytest.mark.parametrize("tta, zoom_out, zoom_in", [("scales", (42,), (43,)), ("scales5", (42, 45), (45, 43))])
+def test_export_with_scales_tta_averages_zooms_and_their_mirrors(trained_run, tmp_path, tta, zoom_out, zoom_in):
+    """The views rebuilt independently: the face; zoomed out to 42 px (and, for scales5,
+    45 px) with Pillow's (antialiased) bilinear filter and its border replicated back to 48
+    by OpenCV; its centre 43 px (and 45 px) zoomed in to 48 with OpenCV's bilinear; each
+    mirrored: 6 views for scales, 10 for scales5."""
     from PIL import Image
 
-    onnx_path, model, x = _exported_with_tta(trained_run, tmp_path, "scales", seed=6)
-    small = [np.asarray(Image.fromarray(f[0], mode="F").resize((42, 42), Image.BILINEAR)) for f in x]
-    out_view = np.stack([cv2.copyMakeBorder(f, 3, 3, 3, 3, cv2.BORDER_REPLICATE)[None] for f in small])
-    in_view = np.stack([cv2.resize(f[0, 2:45, 2:45], (48, 48), interpolation=cv2.INTER_LINEAR)[None] for f in x])
-    views = [v for face in (x, out_view, in_view) for v in (face, face[..., ::-1])]
+    from ferkit.export import TTA_MODES
+
+    onnx_path, model, x = _exported_with_tta(trained_run, tmp_path, tta, seed=6)
+    faces = [x]
+    for n in zoom_out:
+        o = (48 - n) // 2
+        small = [np.asarray(Image.fromarray(f[0], mode="F").resize((n, n), Image.BILINEAR)) for f in x]
+        faces.append(np.stack([cv2.copyMakeBorder(f, o, 48 - n - o, o, 48 - n - o, cv2.BORDER_REPLICATE)[None]
+                               for f in small]))
+    for c in zoom_in:
+        o = (48 - c) // 2
+        faces.append(np.stack([cv2.resize(f[0, o:o + c, o:o + c], (48, 48), interpolation=cv2.INTER_LINEAR)[None]
+                               for f in x]))
+    views = [v for face in faces for v in (face, face[..., ::-1])]
+    assert len(views) == TTA_MODES[tta]
     _graph_logits_are_the_views_mean(onnx_path, model, x, views)
+
+
+def test_val_choices_exports_the_checkpoint_and_tta_that_val_chose(trained_run, tmp_path):
+    """benchmarks/val_choices.py --out (what `make test-fast` runs before its one test
+    evaluation): the exported graph is the candidate with the highest val accuracy, then
+    macro F1, then the fewest passes, and it scores on val what its metadata records."""
+    from ferkit.classifier import OnnxClassifier
+    from ferkit.data import load_fer2013
+    from ferkit.export import TTA_MODES
+
+    out, data = trained_run
+    chosen = tmp_path / "chosen.onnx"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "val_choices.py"
+    r = subprocess.run([sys.executable, str(script), str(out / "best.pt"), str(out / "last.pt"), "--data", str(data),
+                        "--tta", "none", "flip", "--out", str(chosen)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    choice = json.loads(chosen.with_suffix(".json").read_text())["val_choice"]
+    assert len(choice["candidates"]) == 4 and choice["split"] == "val" and choice["n"] == 14
+    first = max(choice["candidates"], key=lambda c: (c["accuracy"], c["macro_f1"], -TTA_MODES[c["tta"]]))
+    assert (choice["checkpoint"], choice["tta"], choice["accuracy"]) == (first["checkpoint"], first["tta"],
+                                                                         first["accuracy"])
+    assert "val's choice" in r.stdout and json.loads(chosen.with_suffix(".json").read_text())["tta"] == first["tta"]
+    val = load_fer2013(data)["val"]
+    pred = OnnxClassifier(chosen).predict_logits(val.images).argmax(1)
+    assert np.mean(pred == val.targets) == pytest.approx(choice["accuracy"])
 
 
 def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(trained_run, tmp_path):

@@ -486,11 +486,12 @@ def _add_export(sub) -> None:
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="override the checkpoint's histogram-equalisation setting (choose on val)")
-    p.add_argument("--tta", choices=("none", "flip", "crops", "scales"), default="none",
+    p.add_argument("--tta", choices=("none", "flip", "crops", "scales", "scales5"), default="none",
                    help="test-time augmentation baked into the graph: none; flip (face + mirror image, "
                         "2x the cost); crops (flip + 5 zoomed crops, 7x the cost; for a network trained "
                         "on crops the ten-crop, 10x); scales (the face zoomed to 7/8, 1 and 9/8, each with "
-                        "its mirror image, 6x). Choose on val.")
+                        "its mirror image, 6x); scales5 (zooms 7/8, 15/16, 1, 17/16 and 9/8 with their mirror "
+                        "images, 10x). Choose on val.")
     p.add_argument("--flip-tta", dest="tta", action="store_const", const="flip",
                    help="same as --tta flip")
     p.add_argument("--member", type=int, default=None, metavar="I",

@@ -48,7 +48,8 @@ class TorchModel:
         preprocessing: its :class:`~ferkit.preprocess.Preprocessing`.
         temperature: T of the calibrated probabilities ``softmax(logits / T)``.
         tta: the ONNX graph's test-time augmentation, whose views' logits are averaged
-            (``"none"``, ``"flip"``, ``"crops"``, ``"scales"``; :func:`ferkit.export.tta_views`).
+            (``"none"``, ``"flip"``, ``"crops"``, ``"scales"``, ``"scales5"``;
+            :func:`ferkit.export.tta_views`).
         logit_bias: (C,) float32 array the ONNX graph's logits subtract (a logit
             adjustment, :func:`ferkit.calibrate.set_graph_logit_adjustment`), or None.
     """
