@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,16 @@ runs/teacher2/teacher.onnx: $(VENV)/.test
 	git show 3e37cff:src/ferkit/weights/ensemble.onnx > runs/teacher2/ensemble.onnx
 	git show 3e37cff:src/ferkit/weights/ensemble.json > runs/teacher2/ensemble.json
 	$(BIN)/ferkit ensemble runs/teacher2/default.onnx runs/teacher2/ensemble.onnx --out runs/teacher2/teacher.onnx
+
+## teacher3: session 28's teacher, session 24's bundled default and bundled ensemble averaged (the bundled weights of commit 9eac22a)
+runs/teacher3/teacher.onnx: $(VENV)/.test
+	mkdir -p runs/teacher3
+	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show 9eac22a:src/ferkit/weights/$$f > runs/teacher3/$$f; done
+	$(BIN)/ferkit ensemble runs/teacher3/default.onnx runs/teacher3/ensemble.onnx --out runs/teacher3/teacher.onnx
+
+## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted)
+train-gen2: runs/teacher3/teacher.onnx
+	$(BIN)/ferkit train --config configs/wide-gen2.yaml --data $(DATA) $(if $(wildcard runs/wide-gen2/last.pt),--resume)
 
 ## train-gpu: the bundled default's recipe since session 24 on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
 train-gpu: runs/teacher2/teacher.onnx
