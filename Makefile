@@ -85,7 +85,7 @@ runs/teacher3/teacher.onnx: $(VENV)/.test
 	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show 9eac22a:src/ferkit/weights/$$f > runs/teacher3/$$f; done
 	$(BIN)/ferkit ensemble runs/teacher3/default.onnx runs/teacher3/ensemble.onnx --out runs/teacher3/teacher.onnx
 
-## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted)
+## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted; session 28: val 70.38%, test 71.64%, not bundled)
 train-gen2: runs/teacher3/teacher.onnx
 	$(BIN)/ferkit train --config configs/wide-gen2.yaml --data $(DATA) $(if $(wildcard runs/wide-gen2/last.pt),--resume)
 
