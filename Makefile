@@ -79,7 +79,7 @@ runs/teacher2/teacher.onnx: $(VENV)/.test
 	git show 3e37cff:src/ferkit/weights/ensemble.json > runs/teacher2/ensemble.json
 	$(BIN)/ferkit ensemble runs/teacher2/default.onnx runs/teacher2/ensemble.onnx --out runs/teacher2/teacher.onnx
 
-## teacher3: session 28's teacher, session 24's bundled default and bundled ensemble averaged (the bundled weights of commit 9eac22a)
+## teacher3: session 28's teacher, session 24's bundled default and bundled ensemble averaged (the bundled weights of commit 9eac22a, from git history: needs a clone, not a source archive)
 runs/teacher3/teacher.onnx: $(VENV)/.test
 	mkdir -p runs/teacher3
 	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show 9eac22a:src/ferkit/weights/$$f > runs/teacher3/$$f; done
