@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,20 +89,24 @@ runs/teacher3/teacher.onnx: $(VENV)/.test
 train-gen2: runs/teacher3/teacher.onnx
 	$(BIN)/ferkit train --config configs/wide-gen2.yaml --data $(DATA) $(if $(wildcard runs/wide-gen2/last.pt),--resume)
 
-## train-gpu: the bundled default's recipe since session 24 on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
+## train-finetune: the bundled default since session 30: session 24's default network (runs/teacher3/default.onnx, from git history) fine-tuned at a tenth of its learning rate and distilled from teacher3 on the 2-core CPU (configs/wide-finetune.yaml: 55 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted); then make bundle
+train-finetune: runs/teacher3/teacher.onnx
+	$(BIN)/ferkit train --config configs/wide-finetune.yaml --data $(DATA) $(if $(wildcard runs/wide-finetune/last.pt),--resume)
+
+## train-gpu: session 24's default recipe on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
 train-gpu: runs/teacher2/teacher.onnx
 	$(BIN)/ferkit train --config configs/gpu-wide.yaml --data $(DATA) --device cuda $(if $(wildcard runs/gpu-wide/last.pt),--resume)
 
-## bundle: export the GPU-trained wide distilled network (chosen on val, session 24) with the multi-scale TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/gpu-wide, the bundled graph's own weights are re-exported.
+## bundle: export session 30's fine-tuned wide network (last.pt of make train-finetune, chosen on val) with the multi-scale TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/wide-finetune, the bundled graph's own weights are re-exported.
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export $(if $(wildcard runs/gpu-wide/best.pt),runs/gpu-wide/best.pt,default) --out src/ferkit/weights/default.onnx --tta scales
+	$(BIN)/ferkit export $(if $(wildcard runs/wide-finetune/last.pt),runs/wide-finetune/last.pt,default) --out src/ferkit/weights/default.onnx --tta scales
 	$(BIN)/ferkit calibrate --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 
 ## bundle-default-int8: the bundled default's network with its multi-scale TTA, int8 (session 25): quantized on 1000 training faces with bundle-int8's settings (identical int8 weights of the six views stored once); logit adjustment and temperature fitted on val; val and test figures recorded
 bundle-default-int8: $(VENV)/.test
-	$(BIN)/ferkit export $(if $(wildcard runs/gpu-wide/best.pt),runs/gpu-wide/best.pt,default) --out runs/default-int8/float.onnx --tta scales
+	$(BIN)/ferkit export $(if $(wildcard runs/wide-finetune/last.pt),runs/wide-finetune/last.pt,default) --out runs/default-int8/float.onnx --tta scales
 	$(BIN)/ferkit quantize runs/default-int8/float.onnx --data $(DATA) --out src/ferkit/weights/default-int8.onnx --meta-from default
 	$(BIN)/ferkit calibrate src/ferkit/weights/default-int8.onnx --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/default-int8.onnx --data $(DATA) --split val --record --out runs/default-int8-val

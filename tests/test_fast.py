@@ -130,10 +130,11 @@ def test_int8_model_is_bundled_small_and_agrees_with_float(photo):
     assert meta["quantization"]["weights"] == "int8" and meta["tta"] == "none"
     # int8 is one pass of session 12's 32-wide vgg_s, the fast model: since session 24 the
     # default is a network of over three times its parameters (with a 6-view TTA), 3.96
-    # points ahead on test (README's cost table); int8 stays within 5 of it (the
-    # quantization itself is checked by the agreement below)
+    # points ahead on test in session 24 and 5.08 since session 30's fine-tune (README's
+    # cost table); int8 stays within 6 of it (the quantization itself is checked by the
+    # agreement below, its own floor by test_real_data.py)
     default = OnnxClassifier().meta
-    assert meta["metrics"]["test"]["accuracy"] >= default["metrics"]["test"]["accuracy"] - 0.05
+    assert meta["metrics"]["test"]["accuracy"] >= default["metrics"]["test"]["accuracy"] - 0.06
     assert meta["model"] == default["model"] and meta["parameters"] * 3 < default["parameters"]
     faces, _ = tiny_faces(70, seed=3)
     p_int8 = int8.predict_probs(faces)
