@@ -23,6 +23,7 @@ when the weights are not positive.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -79,7 +80,10 @@ def main() -> None:
     ap.add_argument("--weights", type=float, nargs="+", default=None)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    ck = average_checkpoints(args.checkpoints, args.weights)
+    try:
+        ck = average_checkpoints(args.checkpoints, args.weights)
+    except (ValueError, OSError) as exc:  # a clear message, no traceback, nothing written
+        sys.exit(f"average_checkpoints: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ck, args.out)
     print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints, weights {ck['average_weights']}")

@@ -774,3 +774,37 @@ def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(
     assert np.allclose(a, b, atol=1e-5)
     r = run("export", tmp_path / "missing.onnx", "--out", tmp_path / "x.onnx")
     assert r.returncode == 2 and "missing.onnx" in r.stderr
+
+
+def test_average_checkpoints_writes_the_weight_mean_that_exports(trained_run, tmp_path):
+    """benchmarks/average_checkpoints.py: every float tensor of the result is the weighted
+    mean of the sources', integer buffers come from the first, the result exports and runs,
+    and checkpoints of another network are refused by name."""
+    out, _ = trained_run
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "average_checkpoints.py"
+    soup, moved = tmp_path / "soup.pt", tmp_path / "moved.pt"
+    b = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # other weights of the same network
+    gen = torch.Generator().manual_seed(0)
+    b["state_dict"] = {k: t + 0.01 * torch.randn(t.shape, generator=gen) if t.is_floating_point() else t
+                       for k, t in b["state_dict"].items()}
+    torch.save(b, moved)
+    r = subprocess.run([sys.executable, str(script), str(out / "best.pt"), str(moved),
+                        "--weights", "3", "1", "--out", str(soup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    a, s = (torch.load(p, map_location="cpu", weights_only=False) for p in (out / "best.pt", soup))
+    assert s["averaged_from"] == [str(out / "best.pt"), str(moved)] and s["average_weights"] == [0.75, 0.25]
+    differ = 0
+    for name, t in s["state_dict"].items():
+        if t.is_floating_point():
+            assert torch.allclose(t, 0.75 * a["state_dict"][name] + 0.25 * b["state_dict"][name], atol=1e-6), name
+            differ += not torch.equal(a["state_dict"][name], b["state_dict"][name])
+        else:
+            assert torch.equal(t, a["state_dict"][name])
+    assert differ > 0
+    assert run("export", soup, "--out", tmp_path / "soup.onnx").returncode == 0
+    other = dict(b, model_args={**b["model_args"], "dropout": 0.5})
+    torch.save(other, tmp_path / "other.pt")
+    r = subprocess.run([sys.executable, str(script), str(out / "best.pt"), str(tmp_path / "other.pt"),
+                        "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "model_args" in r.stderr and "other.pt" in r.stderr
+    assert not (tmp_path / "x.pt").exists()
