@@ -16,8 +16,10 @@ trained or measured, and ``averaged_from`` names the sources.
     python benchmarks/average_checkpoints.py runs/gpu/wide6/best.pt runs/s30/ft/last.pt \
         --out runs/s30/soup.pt [--weights 0.5 0.5]
 
-Raises ``ValueError`` when the checkpoints are of different models, classes or shapes, or
-when the weights are not positive.
+Checkpoints are read with :func:`ferkit.checkpoint.load_checkpoint` and written with
+:func:`ferkit.checkpoint.save_checkpoint`. A missing or foreign file, checkpoints of
+different models, arguments or classes, or weights that are not positive end the script
+with a one-line error and nothing written.
 """
 
 from __future__ import annotations
@@ -26,52 +28,46 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
+from ferkit.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.errors import ModelError
 
 
-def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None) -> dict:
-    """Return a checkpoint dict whose state_dict is the weighted mean of those in ``paths``.
+def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None):
+    """Return ``(model, meta)``: the network of ``paths[0]`` holding the weighted mean of the
+    checkpoints' tensors, and the metadata to save it with (``paths[0]``'s, less its
+    ``state_dict``, ``epoch`` and ``val_acc``, plus ``averaged_from`` and the normalised
+    ``average_weights``).
 
     Args:
         paths: two or more ferkit ``.pt`` checkpoints of the same model, ``model_args`` and
-            class names.
+            class names (read with :func:`ferkit.checkpoint.load_checkpoint`).
         weights: one positive weight per checkpoint (normalised to sum to 1); None: uniform.
 
     Raises:
         ValueError: fewer than two paths, a weight count or sign that does not fit, or
-            checkpoints that differ in model, arguments, classes or tensor shapes.
+            checkpoints that differ in model, arguments or classes.
+        ModelError: a file that is missing or not a ferkit checkpoint.
     """
     if len(paths) < 2:
         raise ValueError(f"need two or more checkpoints to average, got {len(paths)}")
     weights = [1.0] * len(paths) if weights is None else list(weights)
     if len(weights) != len(paths) or min(weights) <= 0:
         raise ValueError(f"need one positive weight per checkpoint, got {weights} for {len(paths)}")
-    total = sum(weights)
-    weights = [w / total for w in weights]
-    ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
-    first = ckpts[0]
-    for path, ck in zip(paths[1:], ckpts[1:]):
+    weights = [w / sum(weights) for w in weights]
+    model, first = load_checkpoint(paths[0])
+    states = [first["state_dict"]]
+    for path in paths[1:]:
+        _, ck = load_checkpoint(path)
         for key in ("model", "model_args", "class_names"):
             if ck.get(key) != first.get(key):
                 raise ValueError(f"{path}: {key} {ck.get(key)!r} differs from {paths[0]}'s {first.get(key)!r}")
-        if ck["state_dict"].keys() != first["state_dict"].keys():
-            raise ValueError(f"{path}: its tensors differ in name from {paths[0]}'s")
-    state = {}
-    for name, tensor in first["state_dict"].items():
-        if not tensor.is_floating_point():
-            state[name] = tensor.clone()
-            continue
-        tensors = [ck["state_dict"][name] for ck in ckpts]
-        if any(t.shape != tensor.shape for t in tensors):
-            raise ValueError(f"tensor {name}: shapes {[tuple(t.shape) for t in tensors]} differ")
-        state[name] = sum(w * t.float() for w, t in zip(weights, tensors)).to(tensor.dtype)
-    out = {k: v for k, v in first.items() if k not in ("state_dict", "val_acc", "epoch")}
-    out["state_dict"] = state
-    out["epoch"] = -1
-    out["val_acc"] = 0.0
-    out["averaged_from"] = [str(p) for p in paths]
-    out["average_weights"] = weights
-    return out
+        states.append(ck["state_dict"])
+    mean = {name: (sum(w * st[name].float() for w, st in zip(weights, states)).to(t.dtype)
+                   if t.is_floating_point() else t)
+            for name, t in first["state_dict"].items()}
+    model.load_state_dict(mean)
+    meta = {k: v for k, v in first.items() if k not in ("state_dict", "epoch", "val_acc")}
+    return model, {**meta, "averaged_from": [str(p) for p in paths], "average_weights": weights}
 
 
 def main() -> None:
@@ -81,12 +77,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     try:
-        ck = average_checkpoints(args.checkpoints, args.weights)
-    except (ValueError, OSError) as exc:  # a clear message, no traceback, nothing written
+        model, meta = average_checkpoints(args.checkpoints, args.weights)
+    except (ValueError, ModelError) as exc:  # a clear message, no traceback, nothing written
         sys.exit(f"average_checkpoints: {exc}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ck, args.out)
-    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints, weights {ck['average_weights']}")
+    save_checkpoint(args.out, meta, model, epoch=-1, val_acc=0.0)
+    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints, weights {meta['average_weights']}")
 
 
 if __name__ == "__main__":
