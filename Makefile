@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,12 @@ runs/teacher3/teacher.onnx: $(VENV)/.test
 	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show 9eac22a:src/ferkit/weights/$$f > runs/teacher3/$$f; done
 	$(BIN)/ferkit ensemble runs/teacher3/default.onnx runs/teacher3/ensemble.onnx --out runs/teacher3/teacher.onnx
 
+## teacher4: session 31's teacher, session 30's bundled default and session 24's bundled ensemble averaged (the bundled weights of commit ea12a90, from git history: needs a clone, not a source archive)
+runs/teacher4/teacher.onnx: $(VENV)/.test
+	mkdir -p runs/teacher4
+	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show ea12a90:src/ferkit/weights/$$f > runs/teacher4/$$f; done
+	$(BIN)/ferkit ensemble runs/teacher4/default.onnx runs/teacher4/ensemble.onnx --out runs/teacher4/teacher.onnx
+
 ## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted; session 28: val 70.38%, test 71.64%, not bundled)
 train-gen2: runs/teacher3/teacher.onnx
 	$(BIN)/ferkit train --config configs/wide-gen2.yaml --data $(DATA) $(if $(wildcard runs/wide-gen2/last.pt),--resume)
@@ -93,20 +99,30 @@ train-gen2: runs/teacher3/teacher.onnx
 train-finetune: runs/teacher3/teacher.onnx
 	$(BIN)/ferkit train --config configs/wide-finetune.yaml --data $(DATA) $(if $(wildcard runs/wide-finetune/last.pt),--resume)
 
+## train-finetune2: session 31's second fine-tune round: train-finetune's last.pt, distilled from teacher4 (configs/wide-finetune2.yaml: 55 min in bf16 + the teacher's pass, 15.5 min; resumes if interrupted; val 71.55% with the multi-scale TTA, not bundled on its own)
+train-finetune2: runs/teacher4/teacher.onnx
+	$(BIN)/ferkit train --config configs/wide-finetune2.yaml --data $(DATA) $(if $(wildcard runs/wide-finetune2/last.pt),--resume)
+
+## train-finetune3: the bundled default since session 31: a third round from train-finetune2's last.pt at 1e-4, on teacher4's cached probabilities (configs/wide-finetune3.yaml: 35 min in bf16; resumes if interrupted); then make bundle
+train-finetune3:
+	$(BIN)/ferkit train --config configs/wide-finetune3.yaml --data $(DATA) $(if $(wildcard runs/wide-finetune3/last.pt),--resume)
+
 ## train-gpu: session 24's default recipe on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
 train-gpu: runs/teacher2/teacher.onnx
 	$(BIN)/ferkit train --config configs/gpu-wide.yaml --data $(DATA) --device cuda $(if $(wildcard runs/gpu-wide/last.pt),--resume)
 
 ## bundle: export session 30's fine-tuned wide network (last.pt of make train-finetune, chosen on val) with the multi-scale TTA (chosen on val) as the bundled model; fit its logit adjustment and temperature on val; record its val and test figures. Without runs/wide-finetune, the bundled graph's own weights are re-exported.
+# the bundled default's checkpoint since session 31: the third fine-tune round (make train-finetune3)
+DEFAULT_CKPT ?= runs/wide-finetune3/best.pt
 bundle: $(VENV)/.test
-	$(BIN)/ferkit export $(if $(wildcard runs/wide-finetune/last.pt),runs/wide-finetune/last.pt,default) --out src/ferkit/weights/default.onnx --tta scales
+	$(BIN)/ferkit export $(if $(wildcard $(DEFAULT_CKPT)),$(DEFAULT_CKPT),default) --out src/ferkit/weights/default.onnx --tta scales
 	$(BIN)/ferkit calibrate --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --data $(DATA) --split val --record --out runs/bundled-val
 	$(BIN)/ferkit evaluate --data $(DATA) --split test --record --out runs/bundled-test
 
 ## bundle-default-int8: the bundled default's network with its multi-scale TTA, int8 (session 25): quantized on 1000 training faces with bundle-int8's settings (identical int8 weights of the six views stored once); logit adjustment and temperature fitted on val; val and test figures recorded
 bundle-default-int8: $(VENV)/.test
-	$(BIN)/ferkit export $(if $(wildcard runs/wide-finetune/last.pt),runs/wide-finetune/last.pt,default) --out runs/default-int8/float.onnx --tta scales
+	$(BIN)/ferkit export $(if $(wildcard $(DEFAULT_CKPT)),$(DEFAULT_CKPT),default) --out runs/default-int8/float.onnx --tta scales
 	$(BIN)/ferkit quantize runs/default-int8/float.onnx --data $(DATA) --out src/ferkit/weights/default-int8.onnx --meta-from default
 	$(BIN)/ferkit calibrate src/ferkit/weights/default-int8.onnx --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/default-int8.onnx --data $(DATA) --split val --record --out runs/default-int8-val
