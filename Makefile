@@ -111,7 +111,7 @@ train-finetune3:
 train-gpu: runs/teacher2/teacher.onnx
 	$(BIN)/ferkit train --config configs/gpu-wide.yaml --data $(DATA) --device cuda $(if $(wildcard runs/gpu-wide/last.pt),--resume)
 
-## bundle: export the bundled default's checkpoint, DEFAULT_CKPT (since session 31 best.pt of make train-finetune3, chosen on val), with the multi-scale TTA (chosen on val); fit its logit adjustment and temperature on val; record its val and test figures
+## bundle: export the bundled default's checkpoint, DEFAULT_CKPT (since session 31 best.pt of make train-finetune3, chosen on val), with the multi-scale TTA (chosen on val); fit its logit adjustment and temperature on val; record its val and test figures. Without DEFAULT_CKPT, the bundled graph's own weights are re-exported.
 # the bundled default's checkpoint since session 31: the third fine-tune round (make train-finetune3)
 DEFAULT_CKPT ?= runs/wide-finetune3/best.pt
 bundle: $(VENV)/.test
