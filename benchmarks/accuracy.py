@@ -67,7 +67,8 @@ def main() -> int:
                 mismatches.append(clf.path.stem)
         tta = clf.meta.get("tta", "none")
         params = clf.meta.get("parameters")
-        rows.append(f"| `{clf.path.stem}` | {tta} | {params / 1e6:.2f} M | {100 * val['accuracy']:.2f}% | "
+        params = f"{params / 1e6:.2f} M" if params else "-"
+        rows.append(f"| `{clf.path.stem}` | {tta} | {params} | {100 * val['accuracy']:.2f}% | "
                     f"**{100 * test['accuracy']:.2f}%** [{100 * lo:.1f}, {100 * hi:.1f}] | "
                     f"{test['macro_f1']:.3f} | {100 * test.get('top2_accuracy', float('nan')):.2f}% | "
                     f"{test['ms_one']:.2f} / {test['ms_batch']:.2f} | {check} |")
