@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -140,16 +140,32 @@ bundle-int8: $(VENV)/.test
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split val --record --out runs/int8-val
 	$(BIN)/ferkit evaluate --model src/ferkit/weights/int8.onnx --data $(DATA) --split test --record --out runs/int8-test
 
-## bundle-ensemble: the bundled ensemble since session 24 (chosen on val among 255 subsets of eight models by benchmarks/ensemble_choices.py): the wide GPU network trained on the labels alone (runs/gpu-wide-labels: ferkit train --config configs/gpu-wide.yaml --teacher "" --seed 5 --out runs/gpu-wide-labels --device cuda) with the multi-scale TTA + sessions 20-23's default (from git history); logit adjustment and temperature fitted on val
-bundle-ensemble: runs/teacher2/teacher.onnx
+## train-gpu-members: session 33's two GPU members of the bundled ensemble, trained from scratch on the labels alone on a CUDA GPU (session 33 ran five such runs at once on one H100, 7.7 min each: seeds 41-43 of configs/gpu-wide.yaml, 44-45 of configs/gpu-vgg.yaml; ensemble_choices kept 41 and 45; a run alone on a GPU gets more epochs in the same clock)
+train-gpu-members: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/gpu-wide.yaml --data $(DATA) --teacher "" --seed 41 --budget 7.7 --device cuda --out runs/gpu-s33/wide41
+	$(BIN)/ferkit train --config configs/gpu-vgg.yaml --data $(DATA) --teacher "" --seed 45 --budget 7.7 --device cuda --out runs/gpu-s33/vgg45
+
+## bundle-ensemble: the bundled ensemble since session 33 (val's choice among the 127 subsets of default, the previous ensemble and session 33's five GPU networks, benchmarks/ensemble_choices.py), five networks combined flat with weights 2 1 1 2 2: session 31's default and session 24's two ensemble members (from git history: needs a clone), and train-gpu-members' two networks (each with val's TTA, logit adjustment and temperature); large weights stored as float16; logit adjustment and temperature of the whole fitted on val
+bundle-ensemble: $(VENV)/.test
 	mkdir -p runs/members runs/ens
-	$(BIN)/ferkit export runs/gpu-wide-labels/best.pt --out runs/members/wide-labels-scales.onnx --tta scales
-	$(BIN)/ferkit calibrate runs/members/wide-labels-scales.onnx --data $(DATA)
-	$(BIN)/ferkit ensemble runs/members/wide-labels-scales.onnx runs/teacher2/default.onnx --out runs/ens/ensemble.onnx
+	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show f3c0ab8:src/ferkit/weights/$$f > runs/members/s32-$$f; done
+	for i in 0 1; do $(BIN)/ferkit export runs/members/s32-ensemble.onnx --member $$i --tta scales --out runs/members/s24-member$$i.onnx && $(BIN)/ferkit calibrate runs/members/s24-member$$i.onnx --data $(DATA) || exit 1; done
+	for r in wide41 vgg45; do $(BIN)/python benchmarks/val_choices.py runs/gpu-s33/$$r/best.pt --tta scales scales5 --out runs/members/$$r.onnx && $(BIN)/ferkit calibrate runs/members/$$r.onnx --data $(DATA) --logit-adjust || exit 1; done
+	$(BIN)/ferkit ensemble runs/members/s32-default.onnx runs/members/s24-member0.onnx runs/members/s24-member1.onnx runs/members/wide41.onnx runs/members/vgg45.onnx --weights 2 1 1 2 2 --fp16-weights --out runs/ens/ensemble.onnx
 	$(BIN)/ferkit calibrate runs/ens/ensemble.onnx --data $(DATA) --logit-adjust
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split val --record --out runs/ens/ensemble-val
 	$(BIN)/ferkit evaluate --model runs/ens/ensemble.onnx --data $(DATA) --split test --record --out runs/ens/ensemble-test
 	cp runs/ens/ensemble.onnx runs/ens/ensemble.json src/ferkit/weights/
+
+## bundle-ensemble-s24: the bundled ensemble of sessions 24-32 (chosen on val among 255 subsets of eight models by benchmarks/ensemble_choices.py): the wide GPU network trained on the labels alone (runs/gpu-wide-labels: ferkit train --config configs/gpu-wide.yaml --teacher "" --seed 5 --out runs/gpu-wide-labels --device cuda) with the multi-scale TTA + sessions 20-23's default (from git history); logit adjustment and temperature fitted on val
+bundle-ensemble-s24: runs/teacher2/teacher.onnx
+	mkdir -p runs/members runs/ens
+	$(BIN)/ferkit export runs/gpu-wide-labels/best.pt --out runs/members/wide-labels-scales.onnx --tta scales
+	$(BIN)/ferkit calibrate runs/members/wide-labels-scales.onnx --data $(DATA)
+	$(BIN)/ferkit ensemble runs/members/wide-labels-scales.onnx runs/teacher2/default.onnx --out runs/ens-s24/ensemble.onnx
+	$(BIN)/ferkit calibrate runs/ens-s24/ensemble.onnx --data $(DATA) --logit-adjust
+	$(BIN)/ferkit evaluate --model runs/ens-s24/ensemble.onnx --data $(DATA) --split val --record --out runs/ens-s24/ensemble-val
+	$(BIN)/ferkit evaluate --model runs/ens-s24/ensemble.onnx --data $(DATA) --split test --record --out runs/ens-s24/ensemble-test
 
 ## bundle-ensemble-s8: the bundled ensemble of sessions 8-23, rebuilt into runs/ens-s8 (chosen on val by benchmarks/ensemble_choices.py): stage 4 crops + medium crops + medium flip + fast seed 1 crops; needs runs/default-polish (make train-stages), runs/medium (configs/medium.yaml) and runs/fast-crop40-seed1 (configs/fast.yaml --seed 1); logit adjustment and temperature fitted on val
 bundle-ensemble-s8: $(VENV)/.test

@@ -182,6 +182,38 @@ def test_members_rebuild_from_the_ensemble_graph_and_export_alone(members, faces
         torch_model_from_onnx(ens, member=1)
 
 
+def test_fp16_weights_halve_the_file_keep_float32_compute_and_rebuild(members, faces, tmp_path):
+    full, half = tmp_path / "full.onnx", tmp_path / "half.onnx"
+    build_ensemble(list(members), full, weights=[3, 1])
+    assert main(["ensemble", *map(str, members), "--weights", "3", "1", "--fp16-weights", "--out", str(half)]) == 0
+    meta = read_metadata(half)
+    assert meta["weights_dtype"].startswith("float16") and read_metadata(full)["weights_dtype"] == "float32"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    graph = onnx.load(str(half)).graph
+    big = [i for i in graph.initializer if np.prod(i.dims) >= 1024]
+    assert big and all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+    assert not any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer if np.prod(i.dims) < 1024)
+    p_full, p_half = OnnxClassifier(full).predict_probs(faces), OnnxClassifier(half).predict_probs(faces)
+    assert p_half.dtype == np.float32
+    diff = np.abs(p_half - p_full).max()
+    assert 0 < diff < 1e-3 and diff == pytest.approx(meta["parity"]["fp16_max_abs_diff_probs"], abs=1e-4)
+    # ONNX Runtime folds the casts when it loads the graph: it then computes on float32 weights
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(half), so, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    assert not any(n.op_type == "Cast" for n in optimized.node)
+    assert not any(i.data_type == onnx.TensorProto.FLOAT16 for i in optimized.initializer)
+    # the members rebuild from the float16 graph and give its probabilities
+    assert np.allclose(_probs_from_rebuilt_members(half, faces), p_half, atol=1e-5)
+    # a temperature goes on top like on any model
+    _set_temperature(half, 0.5)
+    logits = OnnxClassifier(half).predict_logits(faces)
+    assert np.allclose(OnnxClassifier(half).predict_probs(faces), torch.softmax(torch.from_numpy(logits) / 0.5, 1),
+                       atol=1e-5)
+
+
 def test_the_bundled_ensemble_is_its_members_rebuilt():
     """Each member of the bundled ensemble rebuilds from the graph with the architecture
     its .json names (so ``ferkit export ensemble --member i`` exports that network)."""
