@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-finetune-wide41 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,10 @@ train-finetune2: runs/teacher4/teacher.onnx
 ## train-finetune3: the bundled default since session 31: a third round from train-finetune2's last.pt at 1e-4, on teacher4's cached probabilities (configs/wide-finetune3.yaml: 35 min in bf16; resumes if interrupted); then make bundle
 train-finetune3:
 	$(BIN)/ferkit train --config configs/wide-finetune3.yaml --data $(DATA) $(if $(wildcard runs/wide-finetune3/last.pt),--resume)
+
+## train-finetune-wide41: session 34's fine-tune of train-gpu-members' wide seed-41 network on the 2-core CPU, distilled from the bundled ensemble (configs/wide41-finetune.yaml: 55 min in bf16 + the ensemble's pass over the train faces, about 47 min; resumes if interrupted). Session 34 gave it session 33's cached probabilities of the same five networks instead (--teacher runs/s33/ft4/teacher_probs.npy)
+train-finetune-wide41: $(VENV)/.test
+	$(BIN)/ferkit train --config configs/wide41-finetune.yaml --data $(DATA) $(if $(wildcard runs/wide41-finetune/last.pt),--resume)
 
 ## train-gpu: session 24's default recipe on a CUDA GPU: configs/gpu-wide.yaml, vgg_s 64-128-256-512 on 40 px crops distilled from teacher2 (7 min on a GPU shared by four runs + the teacher's pass on the CPU, 9 min on 2 cores)
 train-gpu: runs/teacher2/teacher.onnx
