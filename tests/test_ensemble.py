@@ -214,6 +214,22 @@ def test_fp16_weights_halve_the_file_keep_float32_compute_and_rebuild(members, f
                        atol=1e-5)
 
 
+
+def test_an_ensemble_with_fp16_weights_quantizes_to_int8(members, tmp_path):
+    from ferkit.quantize import quantize_model
+
+    half, int8 = tmp_path / "half.onnx", tmp_path / "half-int8.onnx"
+    build_ensemble(list(members), half, fp16_weights=True)
+    faces = np.random.default_rng(5).integers(0, 256, (100, 48, 48), dtype=np.uint8)
+    meta = quantize_model(half, int8, faces)
+    graph = onnx.load(str(int8)).graph
+    big = [i for i in graph.initializer if np.prod(i.dims) >= 1024]
+    assert big and all(i.data_type == onnx.TensorProto.INT8 for i in big)  # no float16 weight left
+    assert read_metadata(int8)["weights_dtype"] == meta["weights_dtype"] == "int8 (7 bits, per tensor)"
+    p_half, p_int8 = OnnxClassifier(half).predict_probs(faces), OnnxClassifier(int8).predict_probs(faces)
+    assert (p_half.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
+    assert meta["quantization"]["agreement_with_float"] == (p_half.argmax(1) == p_int8.argmax(1)).mean()
+
 def test_the_bundled_ensemble_is_its_members_rebuilt():
     """Each member of the bundled ensemble rebuilds from the graph with the architecture
     its .json names (so ``ferkit export ensemble --member i`` exports that network)."""

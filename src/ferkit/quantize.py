@@ -45,7 +45,10 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
             key of the float model's metadata (then ``quantization`` added; ``metrics``, the
             temperature and the logit adjustment's record dropped: they must be measured
             again on the int8 model with ``ferkit calibrate`` and ``ferkit evaluate
-            --record``). ``logits`` and
+            --record``; ``parity`` stays the float model's own record);
+            ``weights_dtype`` says the int8 model's weight type. The float model may store
+            its weights as float16 (``ferkit ensemble --fp16-weights``): they are
+            quantized like float32 ones. ``logits`` and
             ``probs`` stay float outputs. Byte-identical int8 initializers (the one
             network of a test-time-augmentation export, quantized once per view) are
             stored once.
@@ -113,6 +116,8 @@ def quantize_model(model: str | os.PathLike, out: str | os.PathLike, faces: np.n
                             "reduce_range": reduce_range,
                             "calibration": method, "calibration_faces": int(len(faces) - len(faces) % batch_size),
                             "calibration_source": calibration_source, "float_model": model.name}
+    meta["weights_dtype"] = (f"{weights} ({7 if reduce_range else 8} bits, "
+                             f"{'per channel' if per_channel else 'per tensor'})")
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     int8 = OnnxClassifier(out)  # agreement with the float model on the calibration faces
     p_float, p_int8 = clf.predict_probs(faces), int8.predict_probs(faces)
