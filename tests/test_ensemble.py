@@ -214,7 +214,6 @@ def test_fp16_weights_halve_the_file_keep_float32_compute_and_rebuild(members, f
                        atol=1e-5)
 
 
-
 def test_an_ensemble_with_fp16_weights_quantizes_to_int8(members, tmp_path):
     from ferkit.quantize import quantize_model
 
@@ -229,6 +228,7 @@ def test_an_ensemble_with_fp16_weights_quantizes_to_int8(members, tmp_path):
     p_half, p_int8 = OnnxClassifier(half).predict_probs(faces), OnnxClassifier(int8).predict_probs(faces)
     assert (p_half.argmax(1) == p_int8.argmax(1)).mean() >= 0.8
     assert meta["quantization"]["agreement_with_float"] == (p_half.argmax(1) == p_int8.argmax(1)).mean()
+
 
 def test_the_bundled_ensemble_is_its_members_rebuilt():
     """Each member of the bundled ensemble rebuilds from the graph with the architecture
