@@ -8,8 +8,11 @@ JSON beside it carries class names, preprocessing and provenance. Like timm's
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +157,27 @@ def _load_source(source: str | os.PathLike, member: int | None = None) -> tuple[
     return tm.model.eval(), ckpt
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence two messages of PyTorch's ONNX exporter that concern PyTorch, not the user.
+
+    The exporter logs "torchvision is not installed. Skipping torchvision::nms" (and three
+    more ops) on every export, though ferkit's graphs use no torchvision op and ferkit does
+    not depend on torchvision; and ``torch.export`` raises a FutureWarning about its own
+    internal ``LeafSpec`` use. Every other warning and error still comes through.
+    """
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                                    category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 18,
                 extra_meta: dict | None = None, equalize: bool | None = None,
                 tta: str = "none", member: int | None = None) -> dict:
@@ -200,10 +224,11 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(4, c, s, s)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    onnx_program = torch.onnx.export(
-        wrapped, (example,), input_names=["images"], output_names=["logits", "probs"],
-        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, external_data=False,
-        verbose=False)
+    with _quiet_exporter():
+        onnx_program = torch.onnx.export(
+            wrapped, (example,), input_names=["images"], output_names=["logits", "probs"],
+            dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, external_data=False,
+            verbose=False)
     onnx_program.save(str(out), external_data=False)
 
     x = torch.randn(16, c, s, s, generator=torch.Generator().manual_seed(0))
