@@ -779,6 +779,41 @@ def test_an_exported_model_is_re_exported_with_another_tta_from_its_own_weights(
     assert r.returncode == 2 and "missing.onnx" in r.stderr
 
 
+def test_tta_rotations_views_match_the_exported_modes(trained_run, tmp_path):
+    """benchmarks/tta_rotations.py (session 36's measurement): its ``scales`` and
+    ``scales5`` view sets average to the logits of the exported graphs of those modes, and
+    its rotations turn the face about its centre (0 degrees: the face; 90: numpy's rot90)."""
+    import importlib.util
+
+    import onnxruntime as ort
+    from ferkit.data import load_fer2013
+    from ferkit.preprocess import Preprocessing, prepare_faces
+
+    out, data = trained_run
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tta_rotations.py"
+    spec = importlib.util.spec_from_file_location("tta_rotations", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = torch.from_numpy(np.random.default_rng(3).random((2, 1, 48, 48), dtype=np.float32))
+    assert torch.allclose(mod.rotate(x, 0), x, atol=1e-5)  # the grid's float rounding: about 3e-6
+    assert torch.allclose(mod.rotate(x, 90), torch.rot90(x, 1, dims=(2, 3)), atol=1e-5)
+    r = subprocess.run([sys.executable, str(script), str(out / "best.pt"), "--data", str(data),
+                        "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "rot10: mean gain over scales5" in r.stdout
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    logits = np.load(cached)
+    val = load_fer2013(data)["val"]
+    assert logits.shape[:2] == (len(val.targets), 18)
+    ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    faces = prepare_faces(val.images, Preprocessing.from_dict(ckpt["preprocessing"]))
+    for tta in ("scales", "scales5"):
+        assert run("export", out / "best.pt", "--out", tmp_path / f"{tta}.onnx", "--tta", tta).returncode == 0
+        sess = ort.InferenceSession(str(tmp_path / f"{tta}.onnx"), providers=["CPUExecutionProvider"])
+        graph = sess.run(["logits"], {"images": faces.astype(np.float32)})[0]
+        assert np.allclose(logits[:, mod.VIEW_SETS[tta]].mean(1), graph, atol=1e-4)
+
+
 def test_average_checkpoints_writes_the_weight_mean_that_exports(trained_run, tmp_path):
     """benchmarks/average_checkpoints.py: every float tensor of the result is the weighted
     mean of the sources', integer buffers come from the first, the result exports and runs,
