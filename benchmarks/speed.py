@@ -5,7 +5,8 @@ with one face and on one with five faces (ms per photo), and the cost of each st
 
     python benchmarks/speed.py --data ../shared/datasets/fer2013 [--fer-python /work/fer-venv/bin/python]
 
-ferkit runs with the bundled float model (``default``) and the int8 model, detector
+ferkit runs with the bundled float model (``default``), its int8 twin (``default-int8``) and
+the small int8 model (``int8``), detector
 YuNet (default; also on a copy 320 px wide) and Haar; fer with its Haar + TFLite (default) and Haar + Keras
 pipelines, in its own environment (``--fer-python``). Inputs are generated into a
 temporary folder from real photos that installed packages ship (see ``benchlib``).
@@ -43,7 +44,7 @@ def classifier_table(args, tmp: Path) -> None:
     print(f"\n== classifier only: {len(test)} PrivateTest faces ==")
     print(f"{'pipeline':<26}{'ms/face b1':>11}{'faces/s b1':>11}{'ms/face b64':>12}{'faces/s b64':>12}{'test acc':>9}")
     rows = {}
-    for name in ("default", "int8"):
+    for name in ("default", "default-int8", "int8"):
         clf = OnnxClassifier(name, threads=args.threads)
         acc = float((softmax(clf.predict_logits(test.images)).argmax(1) == test.targets).mean())
         rows[f"ferkit {name}"] = (ms_per_face(clf, test.images, 1), ms_per_face(clf, test.images, 64), acc)
@@ -57,7 +58,7 @@ def classifier_table(args, tmp: Path) -> None:
         print(f"{name:<26}{b1:>11.3f}{1e3 / b1:>11.0f}{b64:>12.3f}{1e3 / b64:>12.0f}{acc:>9.4f}")
     if fer:
         ref = rows[f"fer {fer['fer_version']} tflite"]
-        for name in ("ferkit default", "ferkit int8"):
+        for name in ("ferkit default", "ferkit default-int8", "ferkit int8"):
             print(f"{name} vs fer tflite: {ref[0] / rows[name][0]:.2f}x faces/s at batch 1, "
                   f"{ref[1] / rows[name][1]:.2f}x at batch 64, {100 * (rows[name][2] - ref[2]):+.1f} points accuracy")
 
@@ -66,10 +67,10 @@ def photo_table(args, tmp: Path) -> None:
     photos = {"1 face": write_photo(tmp / "one.jpg", one_face_photo()),
               "5 faces": write_photo(tmp / "group.jpg", group_photo(0, 5)[0])}
     print("\n== end to end, 640x480 JPEG file -> faces and emotions (ms per photo) ==")
-    print(f"{'pipeline':<26}{'photo':<9}{'faces':>6}{'total':>9}{'decode':>8}{'detect':>8}{'crop+cls':>9}")
+    print(f"{'pipeline':<30}{'photo':<9}{'faces':>6}{'total':>9}{'decode':>8}{'detect':>8}{'crop+cls':>9}")
     rows = {}
-    for model, det, width in (("default", "yunet", None), ("default", "haar", None), ("int8", "yunet", None),
-                              ("int8", "yunet", 320), ("int8", "haar", None)):
+    for model, det, width in (("default", "yunet", None), ("default", "haar", None), ("default-int8", "yunet", 320),
+                              ("int8", "yunet", None), ("int8", "yunet", 320), ("int8", "haar", None)):
         rec = Recognizer(model, detector=det, threads=args.threads, detect_width=width)
         name = f"ferkit {model} {det}" + (f"@{width}" if width else "")
         for label, path in photos.items():
@@ -77,7 +78,7 @@ def photo_table(args, tmp: Path) -> None:
             dets = rec.detect(image)
             total = median_ms(rec.predict, path)
             rows[(name, label)] = total
-            print(f"{name:<26}{label:<9}{len(dets):>6}{total:>9.2f}"
+            print(f"{name:<30}{label:<9}{len(dets):>6}{total:>9.2f}"
                   f"{median_ms(read_image, path):>8.2f}{median_ms(rec.detect, image):>8.2f}"
                   f"{median_ms(lambda i: rec.classify(i, dets), image):>9.2f}", flush=True)
     fer = run_fer(args.fer_python, "photos", photos=list(photos.values()))
@@ -85,7 +86,7 @@ def photo_table(args, tmp: Path) -> None:
         for label, path in photos.items():
             r = fer[name][path]
             rows[(f"fer {name}", label)] = r["ms_end_to_end"]
-            print(f"{f'fer {name}':<26}{label:<9}{r['faces']:>6}{r['ms_end_to_end']:>9.2f}{r['ms_decode']:>8.2f}"
+            print(f"{f'fer {name}':<30}{label:<9}{r['faces']:>6}{r['ms_end_to_end']:>9.2f}{r['ms_decode']:>8.2f}"
                   f"{r['ms_detect']:>8.2f}{r['ms_classify_and_crop']:>9.2f}")
     if fer:
         for label in photos:
