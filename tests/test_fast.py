@@ -213,6 +213,37 @@ def test_detector_registry_auto_and_fallback(monkeypatch, photo):
         create_detector("yunet")
 
 
+def test_yunet_without_the_gil_finds_what_yuface_finds_from_two_threads(photo):
+    """YuNet through ctypes (which releases the GIL, so ferkit.batch's worker threads
+    detect in parallel) returns exactly yuface.c_detect's rows, also from two threads at
+    once, for contiguous and strided images, with and without faces."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ferkit.detect import _unlocked_facedetect
+
+    detect = _unlocked_facedetect()
+    if detect is None:
+        pytest.skip("libfacedetection's facedetect_cnn symbol not found in this yuface wheel (not Linux?)")
+    from yuface import c_detect
+
+    small = cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    grid = np.vstack([np.hstack([small, small[:, ::-1]]), np.hstack([small[::-1], small])])
+    images = [photo, np.ascontiguousarray(photo[:, ::-1]), grid, np.zeros((120, 160, 3), np.uint8),
+              cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)]
+    expected = [np.asarray(c_detect(np.ascontiguousarray(im)))[:, :15] for im in images]
+    assert len(expected[2]) >= 4 and len(expected[3]) == 0  # the grid's four faces (an upside-down one too)
+    for im, e in zip(images, expected):
+        rows = detect(im)
+        assert rows.shape == (len(e), 15) and np.array_equal(rows, e)
+    view = photo[::2, ::2]  # strided: copied to a contiguous array first
+    assert np.array_equal(detect(view), np.asarray(c_detect(np.ascontiguousarray(view)))[:, :15])
+    with ThreadPoolExecutor(2) as pool:
+        for rows, e in zip(pool.map(detect, images * 8), expected * 8):
+            assert np.array_equal(rows, e)
+    # and the detector itself uses it
+    assert create_detector("yunet")._detect is detect
+
+
 def test_downscaled_detection_maps_boxes_back(photo):
     class Fixed:
         """Finds a face at (10, 20, 30, 40) of whatever image it gets; records the size."""
