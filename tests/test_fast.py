@@ -244,6 +244,29 @@ def test_yunet_without_the_gil_finds_what_yuface_finds_from_two_threads(photo):
     assert create_detector("yunet")._detect is detect
 
 
+def test_haar_from_two_threads_finds_what_one_thread_finds(photo):
+    """ferkit.batch's worker threads share one HaarDetector: each image gets its own
+    faces, as from a lone thread (one cv2.CascadeClassifier shared by two threads handed
+    one image's faces to another, session 36), in the same order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = []
+    for i, f in enumerate((1.0, 0.8, 0.6, 0.45, 0.7, 0.9)):
+        face = cv2.resize(photo, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        canvas = np.full((700, 900, 3), 40 * i, np.uint8)
+        y, x = (i * 23) % (700 - face.shape[0] + 1), (i * 71) % (900 - face.shape[1] + 1)
+        canvas[y:y + face.shape[0], x:x + face.shape[1]] = face if i % 2 else face[:, ::-1]
+        images.append(canvas)
+    small = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    images.append(np.vstack([np.hstack([small, small[:, ::-1]])] * 2))
+    det = HaarDetector()
+    expected = [[d.box for d in det.detect(im)] for im in images]
+    assert all(expected[:6]) and len(expected[6]) >= 3
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(4):
+            assert [[d.box for d in ds] for ds in pool.map(det.detect, images * 3)] == expected * 3
+
+
 def test_downscaled_detection_maps_boxes_back(photo):
     class Fixed:
         """Finds a face at (10, 20, 30, 40) of whatever image it gets; records the size."""

@@ -38,6 +38,13 @@ class Detection:
     confidence: float | None = None
 
 
+def _largest_first(d: Detection) -> tuple[int, int, int]:
+    """Sort key: larger boxes first, ties top to bottom then left to right, so the order
+    does not depend on the order in which a detector's threads found them."""
+    x, y, w, h = d.box
+    return -w * h, y, x
+
+
 @runtime_checkable
 class Detector(Protocol):
     """What a face detector provides."""
@@ -58,6 +65,11 @@ class HaarDetector:
             faces and more missed ones.
         min_size: smallest face side in pixels.
 
+    Each thread that calls :meth:`detect` gets its own ``cv2.CascadeClassifier``: OpenCV's
+    algorithms must not be shared between threads, and one cascade shared by
+    :mod:`ferkit.batch`'s two worker threads returned other boxes than a lone thread for
+    52 of 80 group photos (session 36).
+
     Raises:
         FileNotFoundError: the cascade file does not exist or does not load.
     """
@@ -67,12 +79,21 @@ class HaarDetector:
         path = Path(cascade)
         if not path.is_file():
             path = Path(cv2.data.haarcascades) / cascade
-        self.classifier = cv2.CascadeClassifier(str(path))
+        self.path = path
+        self._local = threading.local()
         if not path.is_file() or self.classifier.empty():
             raise FileNotFoundError(f"Haar cascade not found or not loadable: {cascade}")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
+
+    @property
+    def classifier(self) -> cv2.CascadeClassifier:
+        """The calling thread's cascade, loaded from :attr:`path` on its first use."""
+        classifier = getattr(self._local, "classifier", None)
+        if classifier is None:
+            classifier = self._local.classifier = cv2.CascadeClassifier(str(self.path))
+        return classifier
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an (H, W, 3) uint8 BGR or (H, W) uint8 gray image, largest first."""
@@ -81,7 +102,7 @@ class HaarDetector:
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size), outputRejectLevels=True)
         found = [Detection(tuple(int(v) for v in r), float(w)) for r, w in zip(rects, np.ravel(weights))]
-        return sorted(found, key=lambda d: -d.box[2] * d.box[3])
+        return sorted(found, key=_largest_first)
 
 
 class YuNetDetector:
@@ -134,7 +155,7 @@ class YuNetDetector:
             x1, y1 = min(width, x + w), min(height, y + h)
             if x1 > x0 and y1 > y0:
                 found.append(Detection((x0, y0, x1 - x0, y1 - y0), score))
-        return sorted(found, key=lambda d: -d.box[2] * d.box[3])
+        return sorted(found, key=_largest_first)
 
 
 def _import_yuface():
@@ -158,9 +179,14 @@ def _import_yuface():
     return yuface
 
 
-#: Bytes of libfacedetection's result buffer (its examples' ``DETECT_BUFFER_SIZE``): an int
-#: count, then 16 int16 per face (score 0-100, x, y, w, h, five landmarks (x, y), one spare).
-_FACEDETECT_BUFFER = 0x9000
+#: Bytes of libfacedetection's result buffer: an int count, then 16 int16 per face (score
+#: 0-100, x, y, w, h, five landmarks (x, y), one spare) in the build of the yuface versions
+#: of :data:`_FACEDETECT_LAYOUT_VERSIONS`. 0x20000, what later libfacedetection versions ask
+#: for (142 int16 per face there), leaves room for any of its layouts' 256 faces.
+_FACEDETECT_BUFFER = 0x20000
+#: yuface versions whose libfacedetection build is known to use that layout (checked against
+#: ``yuface.c_detect`` by the tests); any other version keeps ``c_detect``.
+_FACEDETECT_LAYOUT_VERSIONS = ("2023.5.1", "2023.5.0")
 _facedetect_lock = threading.Lock()
 _facedetect: Callable | None | bool = False  # False: not looked up yet
 
@@ -174,7 +200,9 @@ def _unlocked_facedetect() -> Callable | None:
     call, which initialises the library's weights, is made here under a lock.
 
     Returns ``None`` (the caller keeps ``c_detect``) when the wheel's shared library or its
-    symbol is not found, e.g. on Windows, whose wheel names it differently.
+    symbol is not found (e.g. on Windows, whose wheel names it differently), or when the
+    installed yuface is not one whose result layout is known
+    (:data:`_FACEDETECT_LAYOUT_VERSIONS`).
     """
     global _facedetect
     with _facedetect_lock:
@@ -182,8 +210,14 @@ def _unlocked_facedetect() -> Callable | None:
             return _facedetect
         _facedetect = None
         import ctypes
+        from importlib.metadata import PackageNotFoundError, version
 
         yuface = _import_yuface()
+        try:
+            if version("yuface") not in _FACEDETECT_LAYOUT_VERSIONS:
+                return None
+        except PackageNotFoundError:
+            return None
         libs = sorted(Path(yuface.__file__).parent.glob("libfacedetection.so*"))
         try:
             lib = ctypes.CDLL(str(libs[0]))
