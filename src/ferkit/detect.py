@@ -66,9 +66,9 @@ class HaarDetector:
         min_size: smallest face side in pixels.
 
     Each thread that calls :meth:`detect` gets its own ``cv2.CascadeClassifier``: OpenCV's
-    algorithms must not be shared between threads, and one cascade shared by
-    :mod:`ferkit.batch`'s two worker threads returned other boxes than a lone thread for
-    52 of 80 group photos (session 36).
+    algorithms must not be shared between threads. One cascade shared by two threads
+    gave 97 of 160 group photos another set of faces than a lone thread (some of them
+    another photo's) and, at times, an OpenCV assertion error (session 36).
 
     Raises:
         FileNotFoundError: the cascade file does not exist or does not load.
@@ -186,7 +186,7 @@ def _import_yuface():
 _FACEDETECT_BUFFER = 0x20000
 #: yuface versions whose libfacedetection build is known to use that layout (checked against
 #: ``yuface.c_detect`` by the tests); any other version keeps ``c_detect``.
-_FACEDETECT_LAYOUT_VERSIONS = ("2023.5.1", "2023.5.0")
+_FACEDETECT_LAYOUT_VERSIONS = ("2023.5.1",)
 _facedetect_lock = threading.Lock()
 _facedetect: Callable | None | bool = False  # False: not looked up yet
 
