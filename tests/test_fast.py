@@ -48,9 +48,13 @@ def folder(tmp_path, photo):
 
 def test_predict_batch_matches_predict_in_order(recognizer, photo):
     images = [photo, np.full((120, 160, 3), 50, np.uint8), photo[:, ::-1], cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)]
-    batch = recognizer.predict_batch(images, batch_size=2)
+    batch = recognizer.predict_batch(images, batch_size=2)  # two detection threads
     single = [recognizer.predict(im) for im in images]
     assert [len(f) for f in batch] == [1, 0, 1, 1]
+    one_thread = recognizer.predict_batch(images * 3, batch_size=2, workers=1)
+    assert [[f.box for f in fs] for fs in one_thread] == [[f.box for f in fs] for fs in batch] * 3
+    with pytest.raises(ValueError, match="workers"):
+        recognizer.predict_batch(images, workers=0)
     for got, want in zip(batch, single):
         assert [f.box for f in got] == [f.box for f in want]
         for a, b in zip(got, want):

@@ -9,6 +9,7 @@ the image in one ONNX Runtime batch.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -155,13 +156,15 @@ class Recognizer:
         return self.classify(image, self.detect(image))
 
     def predict_batch(self, images: Iterable[np.ndarray | str | os.PathLike],
-                      batch_size: int = 256) -> list[list[Face]]:
+                      batch_size: int = 256, workers: int = 2) -> list[list[Face]]:
         """Faces and emotions of many images, the faces of all images classified together
         in batches of up to ``batch_size`` (far cheaper per face than one call per image).
 
         Args:
             images: (H, W, 3) uint8 BGR arrays, (H, W) uint8 gray arrays, or paths.
             batch_size: faces per ONNX Runtime call.
+            workers: threads that detect and crop, several images at once (the detectors
+                release the GIL; see :mod:`ferkit.detect`); 1 = one after another.
 
         Returns:
             One list of faces per image, in input order (see :meth:`predict`).
@@ -169,10 +172,20 @@ class Recognizer:
         Raises:
             ImageReadError: a path that cannot be read (use :func:`ferkit.batch.predict_files`
                 to skip bad files and go on).
-            ValueError: an array that is not uint8 (H, W) or (H, W, 3).
+            ValueError: an array that is not uint8 (H, W) or (H, W, 3), or ``workers`` < 1.
         """
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         checked = [self._check(image) for image in images]
-        crops = [self.crop(image, self.detect(image)) for image in checked]
+
+        def detect_and_crop(image: np.ndarray):
+            return self.crop(image, self.detect(image))
+
+        if workers == 1 or len(checked) < 2:
+            crops = [detect_and_crop(image) for image in checked]
+        else:
+            with ThreadPoolExecutor(min(workers, len(checked)), thread_name_prefix="ferkit-detect") as pool:
+                crops = list(pool.map(detect_and_crop, checked))
         return self.classify_crops(crops, batch_size)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
