@@ -7,7 +7,8 @@ crash and can be resumed.
   input order: ``workers`` threads read, decode, detect and crop (OpenCV, ONNX Runtime
   and YuNet on Linux release the GIL, so the threads run in parallel: with 2 workers on 2
   cores, 1,000 photos took 8.4 s instead of 15.9 s once YuNet released it, session 36),
-  while the calling thread classifies the faces of many images in one ONNX Runtime batch. A corrupt or unreadable file gives a result
+  while the calling thread classifies the faces of many images in one ONNX Runtime
+  batch. A corrupt or unreadable file gives a result
   with ``error`` naming it; the others go on.
 * :class:`JsonlWriter` appends one JSON line per image and flushes it, so a crash or
   Ctrl-C loses nothing already written; :func:`done_images` reads back what a previous

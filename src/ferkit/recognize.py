@@ -163,8 +163,9 @@ class Recognizer:
         Args:
             images: (H, W, 3) uint8 BGR arrays, (H, W) uint8 gray arrays, or paths.
             batch_size: faces per ONNX Runtime call.
-            workers: threads that detect and crop, several images at once (the detectors
-                release the GIL; see :mod:`ferkit.detect`); 1 = one after another.
+            workers: threads that detect and crop, several images at once (Haar and, on
+                Linux, YuNet release the GIL; see :mod:`ferkit.detect`); 1 = one after
+                another.
 
         Returns:
             One list of faces per image, in input order (see :meth:`predict`).
