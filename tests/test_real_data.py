@@ -46,3 +46,32 @@ def test_bundled_model_matches_its_recorded_test_accuracy(real_fer2013, tmp_path
 
 def test_every_bundled_model_has_a_floor():
     assert set(bundled_models()) == set(BUNDLED_FLOORS)
+
+
+@pytest.mark.parametrize("detector", ["yunet", "haar"])
+def test_default_crop_frames_a_detected_face_as_fer2013_does(real_fer2013, detector):
+    """Session 37's measurement (benchmarks/crop_margin.py) in small: FER2013 faces set 4x
+    larger in a canvas; the Recognizer's default crop around the detector's box covers
+    the face's own frame (the old 10% margin made it 1.16x too wide, and val accuracy 1.4
+    points lower)."""
+    import importlib.util
+    from pathlib import Path
+
+    from ferkit import Recognizer
+    from ferkit.detect import Detection
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "crop_margin.py"
+    spec = importlib.util.spec_from_file_location("crop_margin", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    faces = load_fer2013(real_fer2013)["val"].images[:200]
+    rec = Recognizer(OnnxClassifier("int8"), detector=detector)
+    found = [f for f in bench.find_boxes(rec, faces, scale=4, min_iou=0.3) if f[2] is not None]
+    assert len(found) >= 0.7 * len(faces)
+    ratios = []
+    for canvas, frame, box in found:
+        _, (crop,) = rec.crop(canvas, [Detection(box)])
+        ratios.append(frame[2] / crop.shape[0])
+    geometry = bench.geometry(found)  # frame side / box side, centre offsets in box sides
+    assert 0.95 <= np.median(ratios) <= 1.1, np.median(ratios)
+    assert np.all(np.abs(np.median(geometry[:, 1:], axis=0)) < 0.05)

@@ -113,8 +113,10 @@ def _add_recognizer_options(p) -> None:
     p.add_argument("--detector", default="auto",
                    help="face detector: yunet, haar, or auto = yunet if yuface is installed, else haar "
                         "(default: auto)")
-    p.add_argument("--margin", type=float, default=0.1,
-                   help="fraction of the face box added on each side (default 0.1)")
+    p.add_argument("--margin", type=float,
+                   help="fraction of the face box added on each side before cropping (default 0, "
+                        "ferkit.recognize.DEFAULT_MARGIN: the built-in detectors' boxes already frame "
+                        "a face as FER2013's faces are framed)")
 
 
 def _add_predict(sub) -> None:
@@ -627,8 +629,10 @@ def _add_explain(sub) -> None:
     p.add_argument("--detector", default="auto",
                    help="face detector: yunet, haar, or auto = yunet if yuface is installed, else haar "
                         "(default: auto, as for predict)")
-    p.add_argument("--margin", type=float, default=0.1,
-                   help="fraction of the face box added on each side (default 0.1)")
+    p.add_argument("--margin", type=float,
+                   help="fraction of the face box added on each side before cropping (default 0, "
+                        "ferkit.recognize.DEFAULT_MARGIN: the built-in detectors' boxes already frame "
+                        "a face as FER2013's faces are framed)")
     p.add_argument("--out", default="runs/explain", help="folder for IMAGE_gradcam.png (default runs/explain)")
     p.add_argument("--compact", action="store_true", help="one-line JSON")
 

@@ -292,10 +292,11 @@ def overlay(gray: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarra
 
 
 def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: str | os.PathLike | None = None,
-                  detector: str = "auto", margin: float = 0.1) -> dict:
+                  detector: str = "auto", margin: float | None = None) -> dict:
     """Grad-CAM of every face in a photo: writes ``out_dir/<stem>_gradcam.png`` (the photo
     with each face's heat map over its crop, boxes and labels drawn) and returns the
     faces as ``ferkit predict`` gives them, plus ``"gradcam"`` (the written path).
+    ``margin`` as :class:`~ferkit.recognize.Recognizer`'s (``None``: its default).
 
     Raises:
         ImageReadError: unreadable image.
@@ -305,7 +306,9 @@ def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: s
     from .draw import draw_faces
     from .images import read_image
     from .preprocess import prepare_faces
-    from .recognize import Recognizer, square_crop
+    from .recognize import DEFAULT_MARGIN, Recognizer, square_crop
+
+    margin = DEFAULT_MARGIN if margin is None else margin
 
     tm = load_torch_model(model)
     det = create_detector(detector)

@@ -1,7 +1,8 @@
 """Recognition: find every face in an image and give its emotion probabilities.
 
 Pipeline (after paz's detect -> square box -> crop -> classify): detect faces, take a
-square crop around each box enlarged by ``margin`` (edges replicated where it leaves the
+square crop around each box, enlarged by ``margin`` (none by default: the detectors'
+boxes already frame a face as FER2013 does; edges replicated where the crop leaves the
 image), convert to grayscale, resize to the model's input size, classify all faces of
 the image in one ONNX Runtime batch.
 """
@@ -76,6 +77,18 @@ class ImageResult:
         return d
 
 
+#: Fraction of the face box added on each side before cropping, by default. Measured in
+#: session 37 (``benchmarks/crop_margin.py``; docs/accuracy.md, "Faces from a detector:
+#: how the box is cropped"): on FER2013 faces set in a canvas, the box of YuNet and of the Haar cascade
+#: already frames the face as FER2013's crops do (the crop's side is a median 1.01-1.02x the
+#: box's square side, fitted on Training faces), and the bundled ``default`` scored best on
+#: PublicTest at margin 0 of the margins 0-0.4: 71.13% (YuNet) and 71.45% (Haar) against
+#: 69.73% and 69.87% at 0.1, the default until then. Every margin is scored on the same
+#: faces. A detector with another box convention needs its own margin: measure it with that
+#: script (``--detectors NAME``).
+DEFAULT_MARGIN = 0.0
+
+
 def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
     """A square crop centred on ``box``, its side ``max(w, h) * (1 + 2 * margin)``.
 
@@ -110,7 +123,9 @@ class Recognizer:
         detector: a detector name (``"auto"``: YuNet if ``yuface`` is installed, else
             Haar; ``"yunet"``; ``"haar"``) or any object with
             ``detect(image) -> list[Detection]``.
-        margin: fraction of the face box added on each side before cropping.
+        margin: fraction of the face box's square side added on each side before
+            cropping, >= 0; ``None``: :data:`DEFAULT_MARGIN` (0, the framing of FER2013's
+            faces for the built-in detectors).
         threads: ONNX Runtime threads (0: all cores).
         detect_width: run the detector on a copy shrunk to this many pixels wide (boxes
             mapped back to the full image, faces cropped from the full image); ``None``:
@@ -124,8 +139,9 @@ class Recognizer:
     """
 
     def __init__(self, model: str | os.PathLike | OnnxClassifier | None = None,
-                 detector: str | Detector = "auto", margin: float = 0.1, threads: int = 0,
+                 detector: str | Detector = "auto", margin: float | None = None, threads: int = 0,
                  detect_width: int | None = None):
+        margin = DEFAULT_MARGIN if margin is None else margin
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         if detect_width is not None and detect_width < 16:
