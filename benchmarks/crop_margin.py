@@ -30,7 +30,9 @@ Session 37 (2-core Intel Xeon; docs/accuracy.md, "Faces from a detector: how the
 cropped"): both detectors' boxes frame a face as FER2013 does (fitted margins 0.005 and
 0.008). Val chose margin 0 from the grid for both: 71.13% (YuNet) and 71.45% (Haar),
 against 69.73% and 69.87% at 0.1. Test, read once: 72.63% against 69.67%, and 73.54%
-against 71.35%. ``ferkit.recognize.DEFAULT_MARGIN`` became 0.
+against 71.35%. A check at 48 and 96 px faces (``--scale 1 2``) found YuNet's box tighter
+on smaller faces, and its margin became 0.05, the best mean over the three sizes
+(``YuNetDetector.margin``; Haar's stays 0).
 Caveat: beyond the 192 px frame the canvas holds replicated edge pixels, not the hair,
 neck and background of a real photo, so margins that reach past FER2013's own frame see a
 smear where a photo has context.
@@ -57,12 +59,14 @@ MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 MIN_OFFSET = 0.03
 
 
-def canvas_of(face: np.ndarray, scale: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The (2S, 2S) uint8 canvas of one (48, 48) face upscaled to S = 48 * scale, and the
-    face's true frame (x, y, w, h) in it."""
-    side = face.shape[0] * scale
-    up = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-    pad = side // 2
+def canvas_of(face: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The uint8 canvas of one (48, 48) face resized to S = round(48 * scale) pixels
+    (``INTER_CUBIC`` to enlarge, ``INTER_AREA`` to shrink) with max(S / 2, 48) replicated
+    pixels on each side, and the face's true frame (x, y, w, h) in it."""
+    side = int(round(face.shape[0] * scale))
+    interp = cv2.INTER_CUBIC if side > face.shape[0] else cv2.INTER_AREA
+    up = cv2.resize(face, (side, side), interpolation=interp)
+    pad = max(side // 2, 48)
     return cv2.copyMakeBorder(up, pad, pad, pad, pad, cv2.BORDER_REPLICATE), (pad, pad, side, side)
 
 
@@ -74,7 +78,7 @@ def iou(a, b) -> float:
     return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def find_boxes(rec: Recognizer, faces: np.ndarray, scale: int, min_iou: float, workers: int = 2):
+def find_boxes(rec: Recognizer, faces: np.ndarray, scale: float, min_iou: float, workers: int = 2):
     """The detector's box of each face (``None`` when not found), its canvas and frame."""
     def one(face):
         canvas, frame = canvas_of(face, scale)
@@ -114,7 +118,8 @@ def main() -> None:
     ap.add_argument("--detectors", nargs="+", default=["yunet", "haar"])
     ap.add_argument("--model", default="default")
     ap.add_argument("--margins", type=float, nargs="+", default=list(MARGINS))
-    ap.add_argument("--scale", type=int, default=4, help="upscaling of the 48 px faces (4: 192 px)")
+    ap.add_argument("--scale", type=float, nargs="+", default=[4.0],
+                    help="resizing of the 48 px faces (4: 192 px); several: each in turn")
     ap.add_argument("--min-iou", type=float, default=0.3)
     ap.add_argument("--fit", type=int, default=0, metavar="N",
                     help="fit the box-to-frame geometry on the first N Training faces and score it")
@@ -133,13 +138,14 @@ def main() -> None:
           f"{(ref == split.targets).mean():.2%} ({time.time() - t0:.0f} s)", flush=True)
     report = {"split": args.split, "model": args.model, "scale": args.scale, "faces": len(split),
               "own_crops": float((ref == split.targets).mean()), "detectors": {}}
-    for name in args.detectors:
+    for scale, name in [(sc, n) for sc in args.scale for n in args.detectors]:
         rec = Recognizer(clf, detector=name)
-        out = report["detectors"][name] = {}
+        key = name if len(args.scale) == 1 else f"{name} x{scale:g}"
+        out = report["detectors"][key] = {"scale": scale}
         candidates = {f"margin {m:g}": (1 + 2 * m, 0.0, 0.0) for m in args.margins}
         if args.fit:
             t0 = time.time()
-            fitted = [f for f in find_boxes(rec, data["train"].images[:args.fit], args.scale, args.min_iou)
+            fitted = [f for f in find_boxes(rec, data["train"].images[:args.fit], scale, args.min_iou)
                       if f[2] is not None]
             g = geometry(fitted)
             med = np.median(g, axis=0)
@@ -151,19 +157,23 @@ def main() -> None:
                 m = round(float(med[0] - 1) / 2, 2)
                 candidates.setdefault(f"margin {m:g}", (1 + 2 * m, 0.0, 0.0))
                 out["fit"]["as_margin"] = m
-            print(f"{name}: fitted on {len(fitted)} of {args.fit} train faces ({time.time() - t0:.0f} s): "
+            print(f"{key}: fitted on {len(fitted)} of {args.fit} train faces ({time.time() - t0:.0f} s): "
                   f"factor {med[0]:.3f} (margin {(med[0] - 1) / 2:.3f}), offset x {med[1]:+.3f}, "
                   f"y {med[2]:+.3f} box sides", flush=True)
         t0 = time.time()
-        found = find_boxes(rec, split.images, args.scale, args.min_iou)
+        found = find_boxes(rec, split.images, scale, args.min_iou)
         keep = np.array([f[2] is not None for f in found])
         hits = [f for f in found if f[2] is not None]
         y = split.targets[keep]
+        if not hits:
+            out.update(found=0)
+            print(f"{key}: found none of the {len(split)} {args.split} faces", flush=True)
+            continue
         g = geometry(hits)
         q = np.percentile(g, [25, 50, 75], axis=0)
         out.update(found=int(keep.sum()), own_crops_found=float((ref[keep] == y).mean()),
                    geometry={"factor": q[:, 0].tolist(), "dx": q[:, 1].tolist(), "dy": q[:, 2].tolist()})
-        print(f"{name}: found {keep.sum()} of {len(split)} {args.split} faces ({keep.mean():.1%}, "
+        print(f"{key}: found {keep.sum()} of {len(split)} {args.split} faces ({keep.mean():.1%}, "
               f"{time.time() - t0:.0f} s); frame side / box side quartiles {q[0, 0]:.3f} {q[1, 0]:.3f} "
               f"{q[2, 0]:.3f}; centre offset x {q[1, 1]:+.3f}, y {q[1, 2]:+.3f} box sides (medians)")
         print(f"  own crops of those faces: {out['own_crops_found']:.2%}", flush=True)

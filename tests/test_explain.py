@@ -14,7 +14,8 @@ from torch import nn
 from ferkit.classifier import OnnxClassifier
 from ferkit.explain import TorchModel, feature_maps, grad_cam, torch_model_from_onnx
 from ferkit.preprocess import Preprocessing, prepare_faces
-from ferkit.recognize import DEFAULT_MARGIN, demo_image_path
+from ferkit.detect import YuNetDetector
+from ferkit.recognize import demo_image_path
 
 FERKIT = [sys.executable, "-m", "ferkit.cli"]
 
@@ -152,12 +153,12 @@ def test_cli_explain_on_real_photo(tmp_path):
     original = cv2.imread(str(photo))
     assert out.shape == original.shape
     # the heat map covers the face's square crop (side max(w, h), enlarged by the default
-    # margin on each side, centred on the box) and nothing else; the label may sit up to
-    # 30 px above it
+    # detector's margin on each side, centred on the box) and nothing else; the label may
+    # sit up to 30 px above it
     x, y, w, h = result["faces"][0]["box"]
     changed = np.abs(out.astype(int) - original).sum(2) > 30
     ys, xs = np.nonzero(changed)
-    half = max(w, h) * (1 + 2 * DEFAULT_MARGIN) / 2 + 2
+    half = max(w, h) * (1 + 2 * YuNetDetector.margin) / 2 + 2
     cx, cy = x + w / 2, y + h / 2
     assert changed[y:y + h, x:x + w].mean() > 0.5
     assert xs.min() >= cx - half and xs.max() <= cx + half and ys.min() >= cy - half - 30 and ys.max() <= cy + half

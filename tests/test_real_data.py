@@ -50,10 +50,10 @@ def test_every_bundled_model_has_a_floor():
 
 @pytest.mark.parametrize("detector", ["yunet", "haar"])
 def test_default_crop_frames_a_detected_face_as_fer2013_does(real_fer2013, detector):
-    """Session 37's measurement (benchmarks/crop_margin.py) in small: FER2013 faces set 4x
-    larger in a canvas; the Recognizer's default crop around the detector's box covers
-    the face's own frame (the old 10% margin made it 1.16x too wide, and val accuracy 1.4
-    points lower)."""
+    """Session 37's measurement (benchmarks/crop_margin.py) in small: FER2013 faces set 2x
+    and 4x larger in a canvas; the Recognizer's default crop around the detector's box
+    (with the detector's own margin) covers about the face's own frame. The old 10% margin
+    made it 1.15-1.2x too wide at 4x, and val accuracy 1.4-1.6 points lower."""
     import importlib.util
     from pathlib import Path
 
@@ -66,12 +66,13 @@ def test_default_crop_frames_a_detected_face_as_fer2013_does(real_fer2013, detec
     spec.loader.exec_module(bench)
     faces = load_fer2013(real_fer2013)["val"].images[:200]
     rec = Recognizer(OnnxClassifier("int8"), detector=detector)
-    found = [f for f in bench.find_boxes(rec, faces, scale=4, min_iou=0.3) if f[2] is not None]
-    assert len(found) >= 0.7 * len(faces)
-    ratios = []
-    for canvas, frame, box in found:
-        _, (crop,) = rec.crop(canvas, [Detection(box)])
-        ratios.append(frame[2] / crop.shape[0])
-    geometry = bench.geometry(found)  # frame side / box side, centre offsets in box sides
-    assert 0.95 <= np.median(ratios) <= 1.1, np.median(ratios)
-    assert np.all(np.abs(np.median(geometry[:, 1:], axis=0)) < 0.05)
+    for scale in (2, 4):
+        found = [f for f in bench.find_boxes(rec, faces, scale=scale, min_iou=0.3) if f[2] is not None]
+        assert len(found) >= 0.7 * len(faces)
+        ratios = []
+        for canvas, frame, box in found:
+            _, (crop,) = rec.crop(canvas, [Detection(box)])
+            ratios.append(frame[2] / crop.shape[0])
+        geometry = bench.geometry(found)  # frame side / box side, centre offsets in box sides
+        assert 0.92 <= np.median(ratios) <= 1.1, (scale, np.median(ratios))
+        assert np.all(np.abs(np.median(geometry[:, 1:], axis=0)) < 0.05)

@@ -306,12 +306,11 @@ def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: s
     from .draw import draw_faces
     from .images import read_image
     from .preprocess import prepare_faces
-    from .recognize import DEFAULT_MARGIN, Recognizer, square_crop
-
-    margin = DEFAULT_MARGIN if margin is None else margin
+    from .recognize import Recognizer, default_margin, square_crop
 
     tm = load_torch_model(model)
     det = create_detector(detector)
+    margin = default_margin(det) if margin is None else margin
     bgr = read_image(image)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     detections = det.detect(bgr)

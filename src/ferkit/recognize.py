@@ -1,8 +1,8 @@
 """Recognition: find every face in an image and give its emotion probabilities.
 
 Pipeline (after paz's detect -> square box -> crop -> classify): detect faces, take a
-square crop around each box, enlarged by ``margin`` (none by default: the detectors'
-boxes already frame a face as FER2013 does; edges replicated where the crop leaves the
+square crop around each box, enlarged by ``margin`` (by default the detector's own, so
+that the crop frames a face as FER2013 does; edges replicated where the crop leaves the
 image), convert to grayscale, resize to the model's input size, classify all faces of
 the image in one ONNX Runtime batch.
 """
@@ -77,16 +77,20 @@ class ImageResult:
         return d
 
 
-#: Fraction of the face box added on each side before cropping, by default. Measured in
-#: session 37 (``benchmarks/crop_margin.py``; docs/accuracy.md, "Faces from a detector:
-#: how the box is cropped"): on FER2013 faces set in a canvas, the box of YuNet and of the Haar cascade
-#: already frames the face as FER2013's crops do (the crop's side is a median 1.01-1.02x the
-#: box's square side, fitted on Training faces), and the bundled ``default`` scored best on
-#: PublicTest at margin 0 of the margins 0-0.4: 71.13% (YuNet) and 71.45% (Haar) against
-#: 69.73% and 69.87% at 0.1, the default until then. Every margin is scored on the same
-#: faces. A detector with another box convention needs its own margin: measure it with that
-#: script (``--detectors NAME``).
+#: Fraction of the face box's square side added on each side before cropping, for a
+#: detector without a ``margin`` of its own (see :class:`~ferkit.detect.Detector`): none,
+#: the box's square itself. The built-in detectors carry the margin measured for them in
+#: session 37 (``benchmarks/crop_margin.py``; docs/accuracy.md, "Faces from a detector: how
+#: the box is cropped"): 0.05 for YuNet, 0 for the Haar cascade. The 0.1 used for every
+#: detector until then framed faces 1.1-1.2x wider than FER2013 does and cost the bundled
+#: ``default`` 1.4 points of val accuracy on 192 px faces with YuNet and 1.6 with Haar.
 DEFAULT_MARGIN = 0.0
+
+
+def default_margin(detector: Detector) -> float:
+    """The crop margin a detector's boxes want: its ``margin`` attribute, else
+    :data:`DEFAULT_MARGIN`."""
+    return float(getattr(detector, "margin", DEFAULT_MARGIN))
 
 
 def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
@@ -124,8 +128,8 @@ class Recognizer:
             Haar; ``"yunet"``; ``"haar"``) or any object with
             ``detect(image) -> list[Detection]``.
         margin: fraction of the face box's square side added on each side before
-            cropping, >= 0; ``None``: :data:`DEFAULT_MARGIN` (0, the framing of FER2013's
-            faces for the built-in detectors).
+            cropping, >= 0; ``None``: the detector's own (:func:`default_margin`: 0.05 for
+            YuNet, 0 for Haar, measured so that crops frame a face as FER2013 does).
         threads: ONNX Runtime threads (0: all cores).
         detect_width: run the detector on a copy shrunk to this many pixels wide (boxes
             mapped back to the full image, faces cropped from the full image); ``None``:
@@ -141,13 +145,13 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike | OnnxClassifier | None = None,
                  detector: str | Detector = "auto", margin: float | None = None, threads: int = 0,
                  detect_width: int | None = None):
-        margin = DEFAULT_MARGIN if margin is None else margin
+        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+        margin = default_margin(self.detector) if margin is None else margin
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         if detect_width is not None and detect_width < 16:
             raise ValueError(f"detect_width must be >= 16 pixels or None, got {detect_width}")
         self.classifier = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model, threads)
-        self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.margin = margin
         self.detect_width = detect_width
 

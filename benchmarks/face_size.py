@@ -1,0 +1,53 @@
+"""How small can a face be? Accuracy of bundled models on FER2013 faces shrunk to S
+pixels, as a face S pixels wide in a photo reaches the classifier.
+
+Each 48 x 48 face is shrunk to S x S (``INTER_AREA``, as a camera's lower resolution
+would give it) and handed to :meth:`OnnxClassifier.predict_probs` as it is, so the model's
+own preprocessing enlarges it back to its input size (``INTER_LINEAR``), exactly as
+``Recognizer`` does with a small crop. No detector is involved: this is the classifier's
+part of the answer. Whether a detector finds faces that small is measured on real
+photos by ``benchmarks/detectors.py``.
+
+    python benchmarks/face_size.py [--models default int8] [--sizes 12 16 20 24 32 40 48]
+        [--split val] [--data ../shared/datasets/fer2013]
+
+Val (PublicTest) by default; the figures choose nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+
+from ferkit.classifier import OnnxClassifier
+from ferkit.data import load_fer2013
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/datasets/fer2013")
+    ap.add_argument("--split", default="val", choices=["val", "test"])
+    ap.add_argument("--models", nargs="+", default=["default", "int8"])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[12, 16, 20, 24, 32, 40, 48])
+    args = ap.parse_args()
+
+    split = load_fer2013(args.data)[args.split]
+    print(f"{args.split}: {len(split)} faces; accuracy by face side in pixels")
+    print("| model | " + " | ".join(f"{s} px" for s in args.sizes) + " |")
+    print("|---|" + "---|" * len(args.sizes))
+    for name in args.models:
+        clf = OnnxClassifier(name)
+        row, t0 = [], time.time()
+        for side in args.sizes:
+            faces = split.images if side == split.images.shape[1] else np.stack(
+                [cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in split.images])
+            acc = float((clf.predict_probs(faces).argmax(1) == split.targets).mean())
+            row.append(f"{acc:.2%}")
+        print(f"| `{name}` | " + " | ".join(row) + f" |  ({time.time() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
