@@ -9,7 +9,7 @@ part of the answer. Whether a detector finds faces that small is measured on rea
 photos by ``benchmarks/detectors.py``.
 
     python benchmarks/face_size.py [--models default int8] [--sizes 12 16 20 24 32 40 48]
-        [--split val] [--data ../shared/datasets/fer2013]
+        [--enlarge model linear cubic lanczos] [--split val] [--data ../shared/datasets/fer2013]
 
 Val (PublicTest) by default; the figures choose nothing.
 """
@@ -26,27 +26,39 @@ from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013
 
 
+#: Interpolations ``--enlarge`` can compare.
+ENLARGE = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4,
+           "area": cv2.INTER_AREA}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/datasets/fer2013")
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--models", nargs="+", default=["default", "int8"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[12, 16, 20, 24, 32, 40, 48])
+    ap.add_argument("--enlarge", nargs="+", default=["model"], choices=["model", *ENLARGE],
+                    help="how a shrunk face is enlarged back to 48 px: model = the model's own "
+                         "preprocessing (INTER_LINEAR); or an OpenCV interpolation, applied here first")
     args = ap.parse_args()
 
     split = load_fer2013(args.data)[args.split]
     print(f"{args.split}: {len(split)} faces; accuracy by face side in pixels")
     print("| model | " + " | ".join(f"{s} px" for s in args.sizes) + " |")
     print("|---|" + "---|" * len(args.sizes))
-    for name in args.models:
+    full = split.images.shape[1]
+    for name, enlarge in [(m, e) for m in args.models for e in args.enlarge]:
         clf = OnnxClassifier(name)
         row, t0 = [], time.time()
         for side in args.sizes:
-            faces = split.images if side == split.images.shape[1] else np.stack(
+            faces = split.images if side == full else np.stack(
                 [cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in split.images])
+            if enlarge != "model" and side < full:
+                faces = np.stack([cv2.resize(f, (full, full), interpolation=ENLARGE[enlarge]) for f in faces])
             acc = float((clf.predict_probs(faces).argmax(1) == split.targets).mean())
             row.append(f"{acc:.2%}")
-        print(f"| `{name}` | " + " | ".join(row) + f" |  ({time.time() - t0:.0f} s)", flush=True)
+        label = f"`{name}`" + ("" if enlarge == "model" else f", {enlarge}")
+        print(f"| {label} | " + " | ".join(row) + f" |  ({time.time() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

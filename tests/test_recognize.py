@@ -141,3 +141,18 @@ def test_cli_demo_runs():
     face = result["faces"][0]
     assert set(face["probs"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert abs(sum(face["probs"].values()) - 1) < 1e-4
+
+
+def test_small_faces_are_enlarged_with_lanczos():
+    """A crop smaller than the model's input is enlarged with Lanczos, and one larger is
+    shrunk with area averaging (session 37: Lanczos beat bilinear by 3-9 points of val
+    accuracy on faces of 16-32 px)."""
+    from ferkit.preprocess import Preprocessing, fit_face
+
+    rng = np.random.default_rng(0)
+    pre = Preprocessing(input_size=48)
+    small = cv2.GaussianBlur(rng.integers(0, 256, (24, 24)).astype(np.uint8), (3, 3), 0)
+    big = rng.integers(0, 256, (100, 100)).astype(np.uint8)
+    assert np.array_equal(fit_face(small, pre), cv2.resize(small, (48, 48), interpolation=cv2.INTER_LANCZOS4))
+    assert not np.array_equal(fit_face(small, pre), cv2.resize(small, (48, 48), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(fit_face(big, pre), cv2.resize(big, (48, 48), interpolation=cv2.INTER_AREA))
