@@ -76,9 +76,19 @@ def test_custom_detector_plugs_in(photo):
         def detect(self, image):
             return [Detection((10, 10, 50, 50)), Detection((100, 120, 80, 80), 0.9)]
 
-    faces = Recognizer(detector=TwoBoxes()).predict(photo)
+    rec = Recognizer(detector=TwoBoxes())
+    faces = rec.predict(photo)
     assert [f.box for f in faces] == [(10, 10, 50, 50), (100, 120, 80, 80)]
     assert faces[1].detector_confidence == 0.9
+    # the crop margin: the detector's own if it has one, else none; an explicit one wins
+    assert rec.margin == 0.0
+    assert rec.crop(photo, [Detection((100, 120, 80, 80))])[1][0].shape == (80, 80)
+    TwoBoxes.margin = 0.25
+    assert Recognizer(rec.classifier, detector=TwoBoxes()).margin == 0.25
+    assert Recognizer(rec.classifier, detector=TwoBoxes(), margin=0.1).margin == 0.1
+    wide = Recognizer(rec.classifier, detector=TwoBoxes())
+    assert wide.crop(photo, [Detection((100, 120, 80, 80))])[1][0].shape == (120, 120)
+    assert Recognizer(rec.classifier, detector="haar").margin == 0.0
 
 
 def test_square_crop_pads_at_edges():

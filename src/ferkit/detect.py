@@ -52,7 +52,7 @@ class Detector(Protocol):
     each side by default, so that its crops frame a face as FER2013's faces are framed
     (measured with ``benchmarks/crop_margin.py``); without one, the crop is the box's
     square (:data:`ferkit.recognize.DEFAULT_MARGIN`).
-"""
+    """
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find faces in an (H, W, 3) uint8 BGR or (H, W) uint8 gray image."""
