@@ -189,6 +189,26 @@ def test_stream_tracks_a_face_and_survives_garbage(server):
     assert all(sum(p.values()) == pytest.approx(1, abs=1e-4) for p in probs)
 
 
+def test_stream_detects_on_a_small_copy_and_crops_from_the_full_frame(server):
+    """A 640x480 frame (what the page sends): the server detects on a 320 px copy, so the
+    box is YuNet's at 320 px mapped back, and classifies the face cropped from the full
+    frame, which is what Recognizer(detect_width=320) gives for that frame."""
+    photo = cv2.imread(str(demo_image_path()))
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    face = cv2.resize(photo[80:350, 130:400], (100, 100), interpolation=cv2.INTER_AREA)
+    frame[150:250, 300:400] = face  # 100 px here, 50 px in a 320 px frame
+    data = _jpeg(frame)
+    [expected] = Recognizer(threads=1, detect_width=320).predict(cv2.imdecode(np.frombuffer(data, np.uint8),
+                                                                               cv2.IMREAD_COLOR))
+    with connect(_ws_url(server)) as ws:
+        ws.send(data)
+        answer = json.loads(ws.recv(timeout=30))
+    assert (answer["width"], answer["height"]) == (640, 480)
+    [got] = answer["faces"]
+    assert tuple(got["box"]) == expected.box
+    assert got["probs"] == pytest.approx(expected.probs, abs=1e-4)  # a new track's first probabilities
+
+
 def test_stream_drops_stale_frames_instead_of_queueing(server):
     frames = _frames(1) * 20
     with connect(_ws_url(server)) as ws:
@@ -228,6 +248,8 @@ def test_create_app_rejects_bad_settings():
         create_app(rec, max_upload_bytes=0)
     with pytest.raises(ValueError, match="alpha"):
         create_app(rec, alpha=0)
+    with pytest.raises(ValueError, match="stream_detect_width"):
+        create_app(rec, stream_detect_width=8)
 
 
 def test_huge_pixel_counts_are_refused_before_decoding(server):

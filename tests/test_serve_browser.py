@@ -71,9 +71,9 @@ def _painted_pixels(page, canvas_id: str) -> int:
 
 
 def test_live_camera_page_shows_box_label_chart_and_fps(server, y4m, tmp_path):
-    # What the library says for the frame as the page sends it (320 px wide).
-    small = cv2.resize(camera_frame(), (320, 240), interpolation=cv2.INTER_AREA)
-    [expected] = Recognizer(threads=1).predict(small)
+    # What the library says for the frame as the page sends it (640 px wide; the server
+    # detects on a 320 px copy and crops from the full frame).
+    [expected] = Recognizer(threads=1, detect_width=320).predict(camera_frame())
     with chromium([*FAKE_CAMERA, f"--use-file-for-fake-video-capture={y4m}"]) as browser:
         page, errors = open_page(browser, server + "/", viewport={"width": 1100, "height": 700})
         page.wait_for_selector("#faces li.face", timeout=TIMEOUT_MS)

@@ -352,6 +352,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages from this origin (e.g. https://example.org) open live streams; "
                         "repeatable; by default only the app's own page may")
+    p.add_argument("--stream-detect-width", type=int, default=320, metavar="PX",
+                   help="live stream frames are shrunk to this width for the detector only; faces are "
+                        "cropped from the full frame (the page sends up to 640 px; default 320; 0: no "
+                        "shrinking)")
     p.add_argument("--ssl-certfile", help="PEM certificate for https")
     p.add_argument("--ssl-keyfile", help="PEM private key for https")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -376,7 +380,8 @@ def _cmd_serve(args) -> int:
             raise FerkitError(f"--{option.replace('_', '-')} {path}: no such file")
     app = create_app(Recognizer(args.model, detector=args.detector, margin=args.margin),
                      max_upload_bytes=int(args.max_upload_mb * 1_000_000), alpha=args.alpha,
-                     max_streams=args.max_streams, allowed_origins=tuple(args.allow_origin))
+                     max_streams=args.max_streams, allowed_origins=tuple(args.allow_origin),
+                     stream_detect_width=args.stream_detect_width or None)
     scheme = "https" if args.ssl_certfile else "http"
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     print(f"ferkit serve: open {scheme}://{shown}:{args.port}/ (API docs at /docs); Ctrl-C stops", flush=True)

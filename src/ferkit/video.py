@@ -233,7 +233,9 @@ class StreamRecognizer:
         detect_scale: factor in (0, 1] by which the frame is shrunk (``INTER_AREA``) for
             the detector only; boxes are mapped back to full-frame pixels and faces are
             cropped from the full frame. The detector's smallest face (Haar: 30 px) then
-            applies to the small frame: faces need ``30 / detect_scale`` px.
+            applies to the small frame: faces need ``30 / detect_scale`` px. At 1 the
+            recognizer detects as it would on a photo (on a copy ``detect_width`` wide if it
+            has one); below 1, ``detect_scale`` replaces its ``detect_width``.
         min_iou: see :class:`IouTracker`.
         max_missed: a track ends when it has not been matched for more than this many
             frames (>= 0); with ``stride`` N that is ``max_missed // N`` detection passes.
@@ -311,8 +313,8 @@ class StreamRecognizer:
         return [self._face(track, detected) for track in self.tracker.visible]
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
-        if self.detect_scale == 1:
-            return self.recognizer.detector.detect(frame)
+        if self.detect_scale == 1:  # the recognizer's own detection (its detect_width, if any)
+            return self.recognizer.detect(frame)
         height, width = frame.shape[:2]
         size = (max(1, round(width * self.detect_scale)), max(1, round(height * self.detect_scale)))
         small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)

@@ -8,7 +8,8 @@ const COLORS = {
   happy: "rgb(255,200,0)", sad: "rgb(30,120,200)", surprise: "rgb(255,160,0)",
   neutral: "rgb(180,180,180)",
 };
-const CAPTURE_WIDTH = 320;   // frames are downscaled to this width (px) before sending
+const CAPTURE_WIDTH = 640;   // frames wider than this (px) are downscaled before sending; the server
+                             // detects on a 320 px copy and crops the faces from this frame
 const JPEG_QUALITY = 0.8;
 const ANSWER_TIMEOUT_MS = 5000;
 
