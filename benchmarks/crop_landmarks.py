@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from crop_margin import canvas_of, iou
+from crop_margin import geometry as box_geometry
 from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013
 from ferkit.detect import YuNetDetector
@@ -72,17 +73,16 @@ def landmark_frame(lm: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def geometry(found) -> dict[str, np.ndarray]:
-    """Per found face: box scale and offset (x, y), landmark scale and offset (x, y)."""
-    box_s, box_o, lm_s, lm_o = [], [], [], []
-    for _, frame, box, lm in found:
+    """Per found face: box scale and offset (x, y) (``crop_margin.geometry``), landmark
+    scale and offset (x, y)."""
+    box = box_geometry([(canvas, frame, b) for canvas, frame, b, _ in found])
+    lm_s, lm_o = [], []
+    for _, frame, _, lm in found:
         fc = np.array([frame[0] + frame[2] / 2, frame[1] + frame[3] / 2])
-        side = max(box[2], box[3])
-        box_s.append(frame[2] / side)
-        box_o.append((fc - (box[0] + box[2] / 2, box[1] + box[3] / 2)) / side)
         ref, d, _ = landmark_frame(lm)
         lm_s.append(frame[2] / d)
         lm_o.append((fc - ref) / d)
-    return {"box_scale": np.array(box_s), "box_offset": np.array(box_o),
+    return {"box_scale": box[:, 0], "box_offset": box[:, 1:],
             "lm_scale": np.array(lm_s), "lm_offset": np.array(lm_o)}
 
 
