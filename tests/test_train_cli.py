@@ -609,6 +609,43 @@ def test_bad_jitter_amounts_are_refused(tiny_csv, tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_lower_resolution_shrinks_a_share_of_faces_as_a_small_crop_reaches_the_model():
+    from ferkit.preprocess import Preprocessing, fit_face
+    from ferkit.train import lower_resolution
+
+    pre = Preprocessing(input_size=48)
+    rng = np.random.default_rng(0)
+    faces = torch.from_numpy(rng.integers(0, 256, (400, 48, 48), dtype=np.uint8))
+    assert lower_resolution(faces, 0.0, 12, pre, torch.Generator().manual_seed(0)) is faces
+
+    out = lower_resolution(faces, 1.0, 12, pre, torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8 and out.shape == faces.shape
+    sides = []
+    for face, got in zip(faces.numpy(), out.numpy()):  # each is one shrunk side's inference path
+        match = [s for s in range(12, 48)
+                 if np.array_equal(fit_face(cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA), pre), got)]
+        assert len(match) == 1, match
+        sides += match
+    assert min(sides) <= 14 and max(sides) >= 45  # the whole range is drawn
+
+    half = lower_resolution(faces, 0.5, 40, pre, torch.Generator().manual_seed(2))
+    changed = float((half != faces).flatten(1).any(1).float().mean())
+    assert 0.4 < changed < 0.6
+    again = lower_resolution(faces, 0.5, 40, pre, torch.Generator().manual_seed(2))
+    assert torch.equal(half, again)  # the generator decides
+
+
+def test_lowres_training_records_it_and_bad_amounts_are_refused(tiny_csv, tmp_path):
+    r = train_tiny(tiny_csv, tmp_path / "run", "--lowres", 0.5, "--lowres-min", 16)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["lowres"] == 0.5 and cfg["lowres_min"] == 16
+    for flags in (("--lowres", 1.5), ("--lowres", 0.5, "--lowres-min", 48), ("--lowres", 0.5, "--lowres-min", 2)):
+        r = train_tiny(tiny_csv, tmp_path / "bad", *flags)
+        assert r.returncode != 0 and "lowres must be in [0, 1]" in r.stderr, flags
+        assert not (tmp_path / "bad" / "last.pt").exists()
+
+
 def test_auto_precision_trains_the_fp32_recipe_where_fp32_is_faster(tiny_csv, tmp_path):
     primary = tmp_path / "recipes" / "wide.yaml"
     primary.parent.mkdir()

@@ -49,6 +49,11 @@ def _add_train(sub) -> None:
                                   "an .onnx model or a bundled name such as default")
     p.add_argument("--erase", type=float, metavar="P", help="random erasing of one rectangle on a share P "
                                                             "of the faces (0: off)")
+    p.add_argument("--lowres", type=float, metavar="P",
+                   help="resolution augmentation: shrink a share P of the train faces to a random side "
+                        "from --lowres-min px to just under their own and enlarge them back as a small face in a photo is "
+                        "(0: off)")
+    p.add_argument("--lowres-min", type=int, metavar="PX", help="smallest side for --lowres (default 12)")
     p.add_argument("--brightness", type=float, metavar="B",
                    help="multiply each face by a factor drawn from [1-B, 1+B] (0: off)")
     p.add_argument("--contrast", type=float, metavar="C",
@@ -91,7 +96,7 @@ def _cmd_train(args) -> int:
     overrides = {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
                 "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
-                "erase", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
+                "erase", "lowres", "lowres_min", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
                 "teacher", "distill_weight", "distill_temperature", "self_distill", "device", "threads", "skip_bad"):
         value = getattr(args, key)
         if value is not None:

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,14 @@ class TrainConfig:
         scale: maximum random zoom, fraction (0.1 = 0.9x-1.1x).
         flip: random horizontal flip with probability 0.5.
         erase: probability of random erasing of one rectangle (Zhong et al., 2020).
+        lowres: resolution augmentation: the share of train faces that are shrunk to a
+            side drawn uniformly from the integers ``[lowres_min, S - 1]`` (OpenCV
+            ``INTER_AREA``, as a camera's lower resolution gives a small face) and enlarged
+            back to S through :func:`ferkit.preprocess.fit_face` (Lanczos), exactly as a
+            small face in a photo reaches the model; applied before the random affine.
+            0 = off. For faces found small in photos and webcams (session 38; the face-size
+            table in the README).
+        lowres_min: the smallest side in pixels ``lowres`` shrinks a face to (>= 4).
         brightness: photometric jitter: every face's pixels are multiplied by a factor
             drawn uniformly from ``[1 - brightness, 1 + brightness]``; 0 = off. As
             torchvision's ``ColorJitter(brightness=...)`` on a gray face; values clipped to
@@ -188,6 +197,8 @@ class TrainConfig:
     scale: float = 0.1
     flip: bool = True
     erase: float = 0.0
+    lowres: float = 0.0
+    lowres_min: int = 12
     brightness: float = 0.0
     contrast: float = 0.0
     logit_adjust: float = 0.0
@@ -269,6 +280,42 @@ def augment(images: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, crop: 
             x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
             out[i, :, y0:y0 + eh, x0:x0 + ew] = float(torch.rand(1, generator=gen))
     return out
+
+
+def lower_resolution(faces: torch.Tensor, p: float, min_side: int, pre: Preprocessing,
+                     gen: torch.Generator) -> torch.Tensor:
+    """Resolution augmentation: a random share of the faces is shrunk and enlarged back,
+    as a face that is small in a photo reaches the model.
+
+    Each face is picked with probability ``p``; a picked face is shrunk to s x s pixels,
+    s drawn uniformly from the integers ``[min_side, S - 1]``, with OpenCV ``INTER_AREA``
+    and enlarged back to S x S by :func:`ferkit.preprocess.fit_face` (``INTER_LANCZOS4``),
+    the path of a small crop at inference. With a teacher on the clean faces this is the
+    set-up of Ge et al., 2019, "Low-Resolution Face Recognition in the Wild via Selective
+    Knowledge Distillation" (IEEE TIP): a high-resolution teacher, a low-resolution student.
+
+    Args:
+        faces: (B, S, S) uint8 faces, on any device (the resizing runs on the CPU).
+        p: probability in [0, 1] that a face is degraded; 0 returns ``faces`` itself.
+        min_side: smallest side s in pixels, 4 <= min_side < S.
+        pre: the model's preprocessing (its ``input_size`` is S).
+        gen: the CPU generator that draws which faces and which sides.
+
+    Returns:
+        (B, S, S) uint8 on ``faces``' device; faces not picked are unchanged.
+    """
+    if p <= 0:
+        return faces
+    b, side = faces.shape[0], faces.shape[-1]
+    picked = torch.nonzero(torch.rand(b, generator=gen) < p).flatten().tolist()
+    sides = torch.randint(min_side, side, (b,), generator=gen).tolist()
+    if not picked:
+        return faces
+    out = faces.cpu().numpy().copy()
+    for i in picked:
+        small = cv2.resize(out[i], (sides[i], sides[i]), interpolation=cv2.INTER_AREA)
+        out[i] = fit_face(small, pre)
+    return torch.from_numpy(out).to(faces.device)
 
 
 def mix_batch(images: torch.Tensor, mixup: float, cutmix: float, prob: float,
@@ -639,6 +686,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not (0.0 <= cfg.brightness <= 1.0 and 0.0 <= cfg.contrast <= 1.0):
         raise ValueError(f"brightness and contrast must be in [0, 1] (0 = off), got "
                          f"{cfg.brightness} and {cfg.contrast}")
+    if not 0.0 <= cfg.lowres <= 1.0 or (cfg.lowres and not 4 <= cfg.lowres_min < pre.input_size):
+        raise ValueError(f"lowres must be in [0, 1] (0 = off) and lowres_min in [4, {pre.input_size - 1}] "
+                         f"pixels, got {cfg.lowres} and {cfg.lowres_min}")
     if cfg.mixup < 0 or cfg.cutmix < 0 or not 0.0 <= cfg.mix_prob <= 1.0:
         raise ValueError(f"mixup and cutmix must be >= 0 (0 = off) and mix_prob in [0, 1], got "
                          f"{cfg.mixup}, {cfg.cutmix} and {cfg.mix_prob}")
@@ -731,7 +781,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 out_of_time = True
                 break
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = augment(_to_unit(x_tr[idx]), cfg, gen, crop)
+            x = augment(_to_unit(lower_resolution(x_tr[idx], cfg.lowres, cfg.lowres_min, pre, gen)),
+                        cfg, gen, crop)
             x, perm, lam = mix_batch(x, cfg.mixup, cfg.cutmix, cfg.mix_prob, mix_rng)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
