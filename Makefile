@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-finetune-wide41 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-lowres bundle-small-faces train-finetune-wide41 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,22 @@ runs/teacher4/teacher.onnx: $(VENV)/.test
 	mkdir -p runs/teacher4
 	for f in default.onnx default.json ensemble.onnx ensemble.json; do git show ea12a90:src/ferkit/weights/$$f > runs/teacher4/$$f; done
 	$(BIN)/ferkit ensemble runs/teacher4/default.onnx runs/teacher4/ensemble.onnx --out runs/teacher4/teacher.onnx
+
+## default-s31: the bundled default of sessions 31-38 (the weights of commit 09bab67, from git history: needs a clone, not a source archive), the starting point and teacher of train-lowres
+runs/default-s31/default.onnx:
+	mkdir -p runs/default-s31
+	for f in default.onnx default.json; do git show 09bab67:src/ferkit/weights/$$f > runs/default-s31/$$f; done
+
+## train-lowres: session 38's small-face network: session 31's default fine-tuned with half its train faces shrunk to 12-47 px and enlarged back, distilled from itself on the sharp faces (configs/wide-lowres.yaml: 30 min in bf16 + the teacher's pass, about 6 min; resumes if interrupted); then make bundle-small-faces
+train-lowres: $(VENV)/.test runs/default-s31/default.onnx
+	$(BIN)/ferkit train --config configs/wide-lowres.yaml --data $(DATA) $(if $(wildcard runs/wide-lowres/last.pt),--resume)
+
+## bundle-small-faces: the bundled small-faces network (session 38): train-lowres's last.pt (chosen on val) with the multi-scale TTA, int8 with bundle-default-int8's settings, logit adjustment and temperature fitted on val; then its val figures by face size, alone and as the default routes faces to it
+bundle-small-faces: $(VENV)/.test
+	$(BIN)/ferkit export runs/wide-lowres/last.pt --out runs/wide-lowres/last-scales.onnx --tta scales
+	$(BIN)/ferkit quantize runs/wide-lowres/last-scales.onnx --data $(DATA) --out src/ferkit/weights/small-faces.onnx
+	$(BIN)/ferkit calibrate src/ferkit/weights/small-faces.onnx --data $(DATA) --logit-adjust
+	$(BIN)/python benchmarks/face_size.py --data $(DATA) --models default small-faces --routed default
 
 ## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted; session 28: val 70.38%, test 71.64%, not bundled)
 train-gen2: runs/teacher3/teacher.onnx

@@ -162,6 +162,8 @@ def test_timeline_tracks_gap_summary_and_outputs(clip, recognizer, tmp_path):
     # the JSON holds the same rows, the settings and the summary
     doc = json.loads(json_path.read_text())
     assert doc["error"] is None and doc["fps"] == FPS and doc["settings"]["stride"] == 1
+    assert doc["settings"]["small_faces"]["below_px"] == 48  # the network faces under 48 px went to
+    assert doc["settings"]["small_faces"]["model"].endswith("small-faces.onnx")
     assert len(doc["rows"]) == len(rows)
     assert all(j == c for j, c in zip(doc["rows"], rows)), "JSON and CSV rows differ"
     summary = doc["summary"]

@@ -122,6 +122,22 @@ def _add_recognizer_options(p) -> None:
                    help="fraction of the face box added on each side before cropping (default: the "
                         "detector's own, measured so that crops frame a face as FER2013's faces are "
                         "framed: 0.05 for yunet, 0 for haar)")
+    p.add_argument("--small-faces", default="auto", metavar="MODEL",
+                   help="model for faces whose crop is under --small-below px: auto = the bundled "
+                        "small-faces network with the bundled default model (none with any other), "
+                        "none = every face to --model, or an .onnx / bundled name (default: auto)")
+    p.add_argument("--small-below", type=int, metavar="PX",
+                   help="crop side in photo pixels under which a face goes to --small-faces (default: "
+                        "48 for the bundled pair, i.e. every face smaller than its input, else the model's input size)")
+
+
+def _recognizer(args, **options):
+    """The :class:`~ferkit.recognize.Recognizer` of :func:`_add_recognizer_options`' options."""
+    from .recognize import Recognizer
+
+    return Recognizer(args.model, detector=args.detector, margin=args.margin,
+                      small_faces=None if args.small_faces == "none" else args.small_faces,
+                      small_below=args.small_below, **options)
 
 
 def _add_predict(sub) -> None:
@@ -151,11 +167,10 @@ def _add_predict(sub) -> None:
 
 def _cmd_predict(args) -> int:
     from .batch import find_images, predict_files
-    from .recognize import Recognizer
 
     if getattr(args, "resume", False) and not args.out:
         raise FerkitError("--resume needs --out FILE.jsonl (the results of the earlier run)")
-    rec = Recognizer(args.model, detector=args.detector, margin=args.margin, detect_width=args.detect_width)
+    rec = _recognizer(args, detect_width=args.detect_width)
     paths = find_images(args.images)
     if not paths:
         raise FerkitError(f"no image files in {' '.join(args.images)}")
@@ -276,11 +291,9 @@ def _add_video(sub) -> None:
 
 
 def _cmd_video(args) -> int:
-    from .recognize import Recognizer
     from .video import StreamRecognizer, analyze_video
 
-    stream = StreamRecognizer(Recognizer(args.model, detector=args.detector, margin=args.margin,
-                                         threads=args.threads),
+    stream = StreamRecognizer(_recognizer(args, threads=args.threads),
                               stride=args.stride, detect_scale=args.detect_scale, min_iou=args.min_iou,
                               max_missed=args.max_missed, alpha=args.alpha)
     report = analyze_video(args.input, stream, out=args.out, csv_path=args.csv, json_path=args.json,
@@ -324,14 +337,12 @@ def _add_webcam(sub) -> None:
 
 
 def _cmd_webcam(args) -> int:
-    from .recognize import Recognizer
     from .video import StreamRecognizer
     from .webcam import check_window_support, run_webcam
 
     if not args.no_window:
         check_window_support()  # before the model loads: fail fast
-    stream = StreamRecognizer(Recognizer(args.model, detector=args.detector, margin=args.margin,
-                                         threads=args.threads),
+    stream = StreamRecognizer(_recognizer(args, threads=args.threads),
                               stride=args.stride, detect_scale=args.detect_scale, alpha=args.alpha)
     report = run_webcam(args.camera, stream, window=not args.no_window, out=args.out, csv_path=args.csv,
                         json_path=args.json, max_frames=args.max_frames)
@@ -372,7 +383,6 @@ def _cmd_serve(args) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         raise FerkitError("the web app needs FastAPI and uvicorn: pip install 'ferkit[serve]'") from None
-    from .recognize import Recognizer
     from .serve import create_app, serve
 
     if args.max_upload_mb <= 0:
@@ -383,7 +393,7 @@ def _cmd_serve(args) -> int:
         path = getattr(args, option)
         if path and not Path(path).is_file():
             raise FerkitError(f"--{option.replace('_', '-')} {path}: no such file")
-    app = create_app(Recognizer(args.model, detector=args.detector, margin=args.margin),
+    app = create_app(_recognizer(args),
                      max_upload_bytes=int(args.max_upload_mb * 1_000_000), alpha=args.alpha,
                      max_streams=args.max_streams, allowed_origins=tuple(args.allow_origin),
                      stream_detect_width=args.stream_detect_width or None)

@@ -4,7 +4,9 @@ Pipeline (after paz's detect -> square box -> crop -> classify): detect faces, t
 square crop around each box, enlarged by ``margin`` (by default the detector's own, so
 that the crop frames a face as FER2013 does; edges replicated where the crop leaves the
 image), convert to grayscale, resize to the model's input size, classify all faces of
-the image in one ONNX Runtime batch.
+the image in one ONNX Runtime batch. A face whose crop is smaller than the bundled default
+model's ``small_below`` pixels is classified by the bundled ``small-faces`` network instead
+(:data:`SMALL_FACES`), which was trained on faces shrunk and enlarged back.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from .classifier import OnnxClassifier
+from .classifier import OnnxClassifier, resolve_model
 from .detect import Detection, Detector, create_detector, detect_downscaled
 from .errors import FerkitError
 from .images import read_image
@@ -87,6 +89,17 @@ class ImageResult:
 DEFAULT_MARGIN = 0.0
 
 
+#: The network the bundled models route small faces to, and below which crop side in
+#: pixels: ``{bundled model: (small-face model, side)}``. ``small-faces`` is the bundled
+#: ``default`` fine-tuned in session 38 with half its train faces shrunk to 12-47 px and
+#: enlarged back (``configs/wide-lowres.yaml``), distilled from the ``default`` on the sharp
+#: faces, int8. On val (FER2013 faces shrunk to S px, ``benchmarks/face_size.py``) its float
+#: network beat the ``default`` at every size measured under 48 px (16 px: 58.34% against
+#: 39.20%; 44 px: 71.22% against 71.05%) and lost at 48 px (71.25% against 72.00%), so every
+#: crop smaller than the model's 48 px input goes to it (docs/accuracy.md, "Small faces").
+SMALL_FACES: dict[str, tuple[str, int]] = {"default": ("small-faces", 48)}
+
+
 def default_margin(detector: Detector) -> float:
     """The crop margin a detector's boxes want: its ``margin`` attribute, else
     :data:`DEFAULT_MARGIN`."""
@@ -135,6 +148,14 @@ class Recognizer:
             mapped back to the full image, faces cropped from the full image); ``None``:
             full size. Faster on large photos; faces smaller than the detector's minimum
             at that width are missed.
+        small_faces: the model for faces whose square crop is under ``small_below``
+            pixels wide: ``"auto"`` (the bundled ``small-faces`` network when ``model``
+            is the bundled ``default``, as :data:`SMALL_FACES` says; no routing for any
+            other model), ``None`` (every face goes to ``model``), or a model as
+            ``model`` is given. It must classify the same classes.
+        small_below: crop side in pixels (of the photo, before resizing) under which a
+            face goes to ``small_faces``; ``None``: :data:`SMALL_FACES`'s side for the
+            bundled pair, else ``model``'s input size (every face that is enlarged).
 
     Example:
         >>> rec = Recognizer()
@@ -144,7 +165,8 @@ class Recognizer:
 
     def __init__(self, model: str | os.PathLike | OnnxClassifier | None = None,
                  detector: str | Detector = "auto", margin: float | None = None, threads: int = 0,
-                 detect_width: int | None = None):
+                 detect_width: int | None = None, small_faces: str | os.PathLike | OnnxClassifier | None = "auto",
+                 small_below: int | None = None):
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         margin = default_margin(self.detector) if margin is None else margin
         if margin < 0:
@@ -154,6 +176,27 @@ class Recognizer:
         self.classifier = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model, threads)
         self.margin = margin
         self.detect_width = detect_width
+        self.small_classifier, self.small_below = self._small_faces(small_faces, small_below, threads)
+
+    def _small_faces(self, small_faces, small_below, threads) -> tuple[OnnxClassifier | None, int]:
+        """The small-face classifier and its side (see the class's arguments)."""
+        if isinstance(small_faces, str) and small_faces == "auto":
+            pair = next((v for k, v in SMALL_FACES.items()
+                         if self.classifier.path.resolve() == resolve_model(k).resolve()), None)
+            if pair is None:
+                return None, 0
+            small_faces = pair[0]
+            small_below = pair[1] if small_below is None else small_below
+        if small_faces is None:
+            return None, 0
+        small = small_faces if isinstance(small_faces, OnnxClassifier) else OnnxClassifier(small_faces, threads)
+        if small.class_names != self.classifier.class_names:
+            raise ValueError(f"small_faces {small.path.name} classifies {list(small.class_names)}, but "
+                             f"the model {self.classifier.path.name} classifies {list(self.class_names)}")
+        below = self.classifier.preprocessing.input_size if small_below is None else small_below
+        if below < 1:
+            raise ValueError(f"small_below must be >= 1 pixel, got {below}")
+        return small, int(below)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -233,7 +276,7 @@ class Recognizer:
             One list of :class:`Face` per image, in the order given.
         """
         flat = [c for _, crops in cropped for c in crops]
-        probs = self.classifier.predict_probs(flat, batch_size)  # (N, C) over all images' faces
+        probs = self.classify_faces(flat, batch_size)  # (N, C) over all images' faces
         names, out, k = self.class_names, [], 0
         for detections, _ in cropped:
             faces = []
@@ -244,6 +287,27 @@ class Recognizer:
             k += len(detections)
             out.append(faces)
         return out
+
+    def classify_faces(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        """Probabilities of gray face crops, each by the network its size calls for: a crop
+        under ``small_below`` pixels wide by ``small_classifier``, the others by
+        ``classifier``.
+
+        Args:
+            crops: N (H_i, W_i) uint8 gray crops of any size.
+            batch_size: faces per ONNX Runtime call.
+
+        Returns:
+            (N, C) float32 calibrated probabilities, rows summing to 1, in input order.
+        """
+        if self.small_classifier is None:
+            return self.classifier.predict_probs(crops, batch_size)
+        small = np.array([max(c.shape[:2]) < self.small_below for c in crops], dtype=bool)
+        probs = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
+        for mask, clf in ((~small, self.classifier), (small, self.small_classifier)):
+            if mask.any():
+                probs[mask] = clf.predict_probs([c for c, m in zip(crops, mask) if m], batch_size)
+        return probs
 
     def classify(self, image: np.ndarray, detections: list[Detection]) -> list[Face]:
         """Classify given face boxes of an image, all in one batch."""

@@ -306,10 +306,13 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
 
     @app.get("/health", summary="Status, model and limits")
     async def health() -> dict:
-        """Status, ferkit version, the model (name, file, class names) and the upload limit."""
+        """Status, ferkit version, the model (name, file, class names), the small-face
+        network faces under ``below_px`` go to (``null``: none) and the upload limit."""
         return {"status": "ok", "version": __version__,
                 "model": {"name": model_meta.get("model"), "file": rec.classifier.path.name,
                           "input_size": rec.classifier.preprocessing.input_size},
+                "small_faces": (None if rec.small_classifier is None else
+                                {"file": rec.small_classifier.path.name, "below_px": rec.small_below}),
                 "class_names": list(rec.class_names), "detector": type(rec.detector).__name__,
                 "max_upload_bytes": max_upload_bytes}
 

@@ -279,7 +279,10 @@ class StreamRecognizer:
         return {"stride": self.stride, "detect_scale": self.detect_scale, "min_iou": self.tracker.min_iou,
                 "max_missed_frames": self.max_missed,
                 "smoothing": f"exponential moving average per track, alpha={self.alpha:g} per frame",
-                "margin": self.recognizer.margin, "model": str(self.recognizer.classifier.path)}
+                "margin": self.recognizer.margin, "model": str(self.recognizer.classifier.path),
+                "small_faces": (None if self.recognizer.small_classifier is None else
+                                {"model": str(self.recognizer.small_classifier.path),
+                                 "below_px": self.recognizer.small_below})}
 
     def reset(self) -> None:
         """Start a new stream: no tracks, frame index 0, ids from 1."""
