@@ -24,7 +24,10 @@ the box shifted by the median offset, or, when the offset is under ``MIN_OFFSET`
 margin ``(factor - 1) / 2`` rounded to 0.01.
 
     python benchmarks/crop_margin.py [--data ../shared/datasets/fer2013] [--split val]
-        [--detectors yunet haar] [--model default] [--fit 6000] [--json out.json]
+        [--detectors yunet haar] [--model default] [--fit 6000] [--routed] [--json out.json]
+
+``--routed`` adds each candidate's accuracy as :meth:`Recognizer.classify_faces` gives it,
+crops under 48 px going to the bundled ``small-faces`` network (session 38).
 
 Session 37 (2-core Intel Xeon; docs/accuracy.md, "Faces from a detector: how the box is
 cropped"): both detectors' boxes frame a face as FER2013 does (fitted margins 0.005 and
@@ -124,6 +127,9 @@ def main() -> None:
     ap.add_argument("--fit", type=int, default=0, metavar="N",
                     help="fit the box-to-frame geometry on the first N Training faces and score it")
     ap.add_argument("--limit", type=int, default=0, help="only the split's first N faces (a smoke test)")
+    ap.add_argument("--routed", action="store_true",
+                    help="also classify each candidate's crops as Recognizer does, small ones by its "
+                         "small-face network (the bundled default's: faces under 48 px, session 38)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
 
@@ -186,6 +192,12 @@ def main() -> None:
             out["accuracy"][label] = acc
             print(f"  {label:>12}: {acc:.2%} ({int((pred == y).sum())} of {len(y)}; "
                   f"{time.time() - t0:.0f} s)", flush=True)
+            if args.routed and rec.small_classifier is not None:
+                pred = rec.classify_faces(crops).argmax(1)
+                small = int(sum(max(c.shape) < rec.small_below for c in crops))
+                out["accuracy"][label + " routed"] = float((pred == y).mean())
+                print(f"  {label:>12}, routed: {(pred == y).mean():.2%} ({small} of {len(y)} crops under "
+                      f"{rec.small_below} px to {rec.small_classifier.path.stem})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
