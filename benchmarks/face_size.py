@@ -14,7 +14,7 @@ photos by ``benchmarks/detectors.py``.
 
 ``--routed MODEL...`` adds, for each, the row of ``Recognizer(MODEL)``'s own choice of network
 (:meth:`Recognizer.classify_faces`): since session 38 the bundled ``default`` hands faces
-under 40 px to the bundled ``small-faces`` network.
+under 48 px to the bundled ``small-faces`` network.
 
 Val (PublicTest) by default; the figures choose nothing.
 """
