@@ -277,13 +277,14 @@ def test_downscaled_detection_maps_boxes_back(photo):
 
         def detect(self, image):
             self.shape = image.shape
-            return [Detection((10, 20, 30, 40), 0.9)]
+            return [Detection((10, 20, 30, 40), 0.9, ((15.0, 25.0), (35.5, 26.0)))]
 
     det = Fixed()
     big = np.zeros((600, 800, 3), np.uint8)
     (d,) = detect_downscaled(det, big, 200)
     assert det.shape == (150, 200, 3)
     assert d.box == (40, 80, 120, 160) and d.confidence == 0.9
+    assert d.landmarks == ((60.0, 100.0), (142.0, 104.0))  # scaled, not rounded
     detect_downscaled(det, big, 1000)
     assert det.shape == big.shape  # never enlarged
     with pytest.raises(ValueError, match=">= 16"):

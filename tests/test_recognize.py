@@ -11,7 +11,7 @@ import pytest
 from ferkit.classifier import OnnxClassifier, default_model_path
 from ferkit.detect import Detection, HaarDetector
 from ferkit.errors import ImageReadError
-from ferkit.recognize import Recognizer, demo_image_path, square_crop
+from ferkit.recognize import Recognizer, demo_image_path, eye_roll, level_crop, square_crop
 
 FERKIT = [sys.executable, "-m", "ferkit.cli"]
 
@@ -98,6 +98,105 @@ def test_square_crop_pads_at_edges():
     assert crop.shape == (60, 60)
     inside = square_crop(gray, (20, 30, 20, 20), margin=0.0)
     assert np.array_equal(inside, gray[30:50, 20:40])
+
+
+def test_eye_roll_and_level_crop_undo_a_roll():
+    """Two bright "eyes" rolled by a known angle: eye_roll measures it, level_crop turns
+    them level again inside the crop square_crop would give, and a roll of 0 is
+    square_crop exactly."""
+    assert eye_roll(((30, 10), (10, 10))) == 0 and eye_roll(((10, 10), (20, 20))) == pytest.approx(45)
+    assert eye_roll(((20, 20), (10, 10))) == pytest.approx(45)  # either order
+    assert eye_roll(None) is None and eye_roll(((5, 5), (5, 5))) is None
+    gray = np.zeros((240, 320), np.uint8)
+    for x in (130, 190):
+        cv2.circle(gray, (x, 110), 6, 255, -1)
+    box = (100, 70, 120, 130)
+    for angle in (-25, 12):  # cv2's sign: counter-clockwise on screen
+        m = cv2.getRotationMatrix2D((160, 135), angle, 1.0)
+        rolled = cv2.warpAffine(gray, m, (320, 240))
+        ys, xs = np.nonzero(rolled > 128)
+        left = xs < 160
+        eyes = ((xs[left].mean(), ys[left].mean()), (xs[~left].mean(), ys[~left].mean()))
+        roll = eye_roll(eyes)
+        assert roll == pytest.approx(-angle, abs=1)  # counter-clockwise lifts the right-hand eye
+        crop = level_crop(rolled, box, 0.05, roll)
+        assert crop.shape == square_crop(rolled, box, 0.05).shape
+        ys, xs = np.nonzero(crop > 128)
+        left = xs < crop.shape[1] / 2
+        assert abs(ys[left].mean() - ys[~left].mean()) < 1.5, angle  # level again
+        assert abs(ys[left].mean() - (110 - 70 + 6)) < 3  # at the height an upright crop has them
+    gray = np.random.default_rng(0).integers(0, 256, (100, 90), dtype=np.uint8)
+    for b in ((0, 0, 40, 30), (20, 30, 20, 20), (70, 80, 30, 30)):
+        assert np.array_equal(level_crop(gray, b, 0.25, 0.0), square_crop(gray, b, 0.25))
+
+
+def test_yunet_landmarks_follow_a_rolled_face(photo):
+    """YuNet's five landmarks sit where an upright face has them, follow the face when the
+    photo is rolled, and come back at full-image pixels from a downscaled detection."""
+    from ferkit.detect import YuNetDetector, detect_downscaled
+
+    det = YuNetDetector()
+    (d,) = det.detect(photo)
+    (ex0, ey0), (ex1, ey1), (nx, ny), (mx0, my0), (mx1, my1) = d.landmarks
+    x, y, w, h = d.box
+    assert x < ex0 < nx < ex1 < x + w and x < mx0 < nx < mx1 < x + w
+    assert y < ey0 < ny < my0 < y + h and y < ey1 < ny < my1 < y + h
+    assert abs(eye_roll(d.landmarks)) < 5
+    h_img, w_img = photo.shape[:2]
+    for angle in (-20, 20):
+        m = cv2.getRotationMatrix2D((w_img / 2, h_img / 2), angle, 1.0)
+        (r,) = det.detect(cv2.warpAffine(photo, m, (w_img, h_img), borderMode=cv2.BORDER_REPLICATE))
+        assert abs(eye_roll(r.landmarks) + angle) < 8, (angle, eye_roll(r.landmarks))  # YuNet says 14-17 deg
+    (half,) = detect_downscaled(det, photo, w_img // 2)
+    assert np.abs(np.subtract(half.landmarks, d.landmarks)).max() < 8
+    assert HaarDetector().detect(photo)[0].landmarks is None
+
+
+def test_recognizer_levels_only_faces_rolled_beyond_align_above(photo):
+    """A face rolled 30 degrees is cropped turned upright (its eyes' roll is beyond
+    ALIGN_ABOVE); the upright photo's face is cropped as the box lies; align_above=None
+    never turns a face; nonsense thresholds are refused."""
+    from ferkit.recognize import ALIGN_ABOVE
+
+    clf = OnnxClassifier("int8")
+    rec, plain = Recognizer(clf, detector="yunet"), Recognizer(clf, detector="yunet", align_above=None)
+    assert rec.align_above == ALIGN_ABOVE == 15 and plain.align_above is None
+    h, w = photo.shape[:2]
+    rolled = cv2.warpAffine(photo, cv2.getRotationMatrix2D((w / 2, h / 2), 30, 1.0), (w, h),
+                            borderMode=cv2.BORDER_REPLICATE)
+    gray = cv2.cvtColor(rolled, cv2.COLOR_BGR2GRAY)
+    (d,) = rec.detect(rolled)
+    roll = eye_roll(d.landmarks)
+    assert roll < -ALIGN_ABOVE and rec.roll(d) == roll and plain.roll(d) == 0
+    (crop,) = rec.crop(rolled, [d])[1]
+    assert np.array_equal(crop, level_crop(gray, d.box, rec.margin, roll))
+    assert np.array_equal(plain.crop(rolled, [d])[1][0], square_crop(gray, d.box, plain.margin))
+    assert not np.array_equal(rec.predict(rolled)[0].probs, plain.predict(rolled)[0].probs)
+    (u,) = rec.detect(photo)
+    assert abs(eye_roll(u.landmarks)) < ALIGN_ABOVE and rec.roll(u) == 0
+    assert rec.predict(photo)[0].probs == plain.predict(photo)[0].probs
+    assert rec.roll(Detection(d.box, d.confidence)) == 0  # no landmarks (Haar): never turned
+    for bad in (-1, 90, 120):
+        with pytest.raises(ValueError, match="align_above"):
+            Recognizer(clf, align_above=bad)
+
+
+def test_cli_align_above_option(tmp_path):
+    photo = cv2.imread(str(demo_image_path()))
+    h, w = photo.shape[:2]
+    path = tmp_path / "rolled.png"
+    cv2.imwrite(str(path), cv2.warpAffine(photo, cv2.getRotationMatrix2D((w / 2, h / 2), -30, 1.0), (w, h),
+                                          borderMode=cv2.BORDER_REPLICATE))
+    runs = {}
+    for option in ([], ["--align-above", "none"], ["--align-above", "40"]):
+        r = subprocess.run(FERKIT + ["predict", str(path), "--model", "int8", *option],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        runs[" ".join(option)] = json.loads(r.stdout)[0]["faces"][0]["probs"]
+    assert runs[""] != runs["--align-above none"]  # levelled by default
+    assert runs["--align-above 40"] == runs["--align-above none"]  # rolled by under 40 degrees
+    r = subprocess.run(FERKIT + ["predict", str(path), "--align-above", "90"], capture_output=True, text=True)
+    assert r.returncode == 2 and "[0, 90)" in r.stderr
 
 
 def test_bad_inputs_raise_clear_errors(recognizer, tmp_path):

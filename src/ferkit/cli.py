@@ -129,6 +129,23 @@ def _add_recognizer_options(p) -> None:
     p.add_argument("--small-below", type=int, metavar="PX",
                    help="crop side in photo pixels under which a face goes to --small-faces (default: "
                         "48 for the bundled pair, i.e. every face smaller than its input, else the model's input size)")
+    p.add_argument("--align-above", type=_degrees_or_none, default=argparse.SUPPRESS, metavar="DEG",
+                   help="turn a face upright before classifying it when its eyes are rolled by more "
+                        "than DEG degrees (detectors with eye landmarks: yunet); none = never "
+                        "(default: ferkit.recognize.ALIGN_ABOVE, 15, chosen on val)")
+
+
+def _degrees_or_none(text: str) -> float | None:
+    """``--align-above``'s value: degrees in [0, 90), or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected degrees or none, got {text!r}") from None
+    if not 0 <= value < 90:
+        raise argparse.ArgumentTypeError(f"expected degrees in [0, 90) or none, got {text}")
+    return value
 
 
 def _recognizer(args, **options):
@@ -137,7 +154,8 @@ def _recognizer(args, **options):
 
     return Recognizer(args.model, detector=args.detector, margin=args.margin,
                       small_faces=None if args.small_faces == "none" else args.small_faces,
-                      small_below=args.small_below, **options)
+                      small_below=args.small_below, **options,
+                      **({"align_above": args.align_above} if "align_above" in args else {}))
 
 
 def _add_predict(sub) -> None:

@@ -32,10 +32,21 @@ class Detection:
         confidence: the detector's own score, higher is surer; its scale depends on the
             detector (for Haar: the cascade's final stage weight, not a probability);
             ``None`` when the detector gives none. Not the emotion score.
+        landmarks: facial points as (x, y) float pixels of the image, or ``None`` when the
+            detector gives none (Haar). YuNet gives five, in its order: the eye on the
+            image's left, the other eye, the nose tip, the mouth corner on the image's
+            left, the other one (for an upright face; they may lie outside the image).
     """
 
     box: tuple[int, int, int, int]
     confidence: float | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    def scaled(self, sx: float, sy: float, width: int, height: int) -> "Detection":
+        """This detection found on a resized image, mapped back to the full image: the box
+        through :func:`upscale_box`, the landmarks multiplied by (sx, sy) (not clipped)."""
+        landmarks = None if self.landmarks is None else tuple((x * sx, y * sy) for x, y in self.landmarks)
+        return Detection(upscale_box(self.box, sx, sy, width, height), self.confidence, landmarks)
 
 
 def _largest_first(d: Detection) -> tuple[int, int, int]:
@@ -174,7 +185,8 @@ class YuNetDetector:
             x0, y0 = max(0, x), max(0, y)
             x1, y1 = min(width, x + w), min(height, y + h)
             if x1 > x0 and y1 > y0:
-                found.append(Detection((x0, y0, x1 - x0, y1 - y0), score))
+                points = tuple((float(row[i]), float(row[i + 1])) for i in range(5, 15, 2))
+                found.append(Detection((x0, y0, x1 - x0, y1 - y0), score, points))
         return sorted(found, key=_largest_first)
 
 
@@ -309,8 +321,7 @@ def detect_downscaled(detector: Detector, image: np.ndarray, width: int | None) 
     size = (int(width), max(1, round(height_full * width / width_full)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     sx, sy = width_full / size[0], height_full / size[1]
-    return [Detection(upscale_box(d.box, sx, sy, width_full, height_full), d.confidence)
-            for d in detector.detect(small)]
+    return [d.scaled(sx, sy, width_full, height_full) for d in detector.detect(small)]
 
 
 def _auto_detector(**kwargs) -> Detector:

@@ -298,7 +298,8 @@ def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: s
     faces as ``ferkit predict`` gives them, plus ``"gradcam"`` (the written path).
     ``margin`` as :class:`~ferkit.recognize.Recognizer`'s (``None``: its default). Every
     face is classified by ``model`` itself, small ones too (no routing to the bundled
-    ``small-faces`` network), so each heat map explains the label drawn beside it.
+    ``small-faces`` network), on the box's square crop as it lies (no levelling of rolled
+    faces), so each heat map explains the label drawn beside it.
 
     Raises:
         ImageReadError: unreadable image.
@@ -319,7 +320,8 @@ def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: s
     if model is not None and str(model).endswith(".pt"):
         faces = _classify_torch(tm, gray, detections, margin)
     else:  # the same ONNX Runtime probabilities as `ferkit predict`
-        faces = Recognizer(model, detector=det, margin=margin, small_faces=None).classify(bgr, detections)
+        faces = Recognizer(model, detector=det, margin=margin, small_faces=None,
+                           align_above=None).classify(bgr, detections)
     canvas = bgr.copy()
     if detections:
         crops = [square_crop(gray, d.box, margin) for d in detections]

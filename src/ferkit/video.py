@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .detect import Detection, upscale_box
+from .detect import Detection
 from .draw import COLORS, draw_faces
 from .errors import FerkitError, VideoReadError
 from .recognize import Face, Recognizer
@@ -282,7 +282,8 @@ class StreamRecognizer:
                 "margin": self.recognizer.margin, "model": str(self.recognizer.classifier.path),
                 "small_faces": (None if self.recognizer.small_classifier is None else
                                 {"model": str(self.recognizer.small_classifier.path),
-                                 "below_px": self.recognizer.small_below})}
+                                 "below_px": self.recognizer.small_below}),
+                "align_above": self.recognizer.align_above}
 
     def reset(self) -> None:
         """Start a new stream: no tracks, frame index 0, ids from 1."""
@@ -322,8 +323,7 @@ class StreamRecognizer:
         size = (max(1, round(width * self.detect_scale)), max(1, round(height * self.detect_scale)))
         small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         sx, sy = width / size[0], height / size[1]
-        return [Detection(upscale_box(d.box, sx, sy, width, height), d.confidence)
-                for d in self.recognizer.detector.detect(small)]
+        return [d.scaled(sx, sy, width, height) for d in self.recognizer.detector.detect(small)]
 
     def _face(self, track: Track, detected: bool) -> TrackedFace:
         k = int(track.probs.argmax())
