@@ -324,6 +324,48 @@ def detect_downscaled(detector: Detector, image: np.ndarray, width: int | None) 
     return [d.scaled(sx, sy, width_full, height_full) for d in detector.detect(small)]
 
 
+def refine_landmarks(detector: Detector, image: np.ndarray, detection: Detection, face_px: int = 192,
+                     context: float = 2.0) -> Detection:
+    """``detection`` with its landmarks found again on an enlarged patch of the image.
+
+    YuNet's landmarks barely follow a small face's roll: on FER2013 faces 96 px wide rolled
+    by 20 degrees its eyes' angle was a median 2 degrees (session 39), where on the same
+    faces at 192 px it was 16. The patch is a square of ``context`` times the box's side
+    centred on the box, resized (``INTER_CUBIC``, borders replicated) so that the box is
+    ``face_px`` pixels; the detector runs on it, and the landmarks of its detection whose
+    box centre lies nearest the patch centre (at most ``0.35 * face_px`` away) are mapped
+    back to the image.
+
+    Args:
+        detector: any detector (its ``detect(image)``), normally the one that found it.
+        image: the (H, W, 3) uint8 BGR or (H, W) uint8 gray image it was found in.
+        detection: the face; without landmarks it is returned as it is.
+        face_px: the box's side in the patch, pixels.
+        context: the patch's side in box sides (>= 1).
+
+    Returns:
+        A :class:`Detection` with the same box and confidence and the new landmarks (image
+        pixels, float), or ``detection`` itself when the detector finds no face there.
+    """
+    if detection.landmarks is None:
+        return detection
+    x, y, w, h = detection.box
+    side = max(w, h)
+    k = face_px / side
+    tx, ty = -(x + w / 2 - context * side / 2) * k, -(y + h / 2 - context * side / 2) * k
+    out = int(round(context * face_px))
+    patch = cv2.warpAffine(image, np.float32([[k, 0, tx], [0, k, ty]]), (out, out), flags=cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REPLICATE)
+    found = [d for d in detector.detect(patch) if d.landmarks is not None]
+    centre = (out - 1) / 2
+    dist = [np.hypot(d.box[0] + d.box[2] / 2 - centre, d.box[1] + d.box[3] / 2 - centre) for d in found]
+    if not found or min(dist) > 0.35 * face_px:
+        return detection
+    best = found[int(np.argmin(dist))]
+    return Detection(detection.box, detection.confidence,
+                     tuple(((px - tx) / k, (py - ty) / k) for px, py in best.landmarks))
+
+
 def _auto_detector(**kwargs) -> Detector:
     """YuNet when ``yuface`` is installed, else the Haar cascade (with a warning)."""
     try:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .classifier import OnnxClassifier, resolve_model
-from .detect import Detection, Detector, create_detector, detect_downscaled
+from .detect import Detection, Detector, create_detector, detect_downscaled, refine_landmarks
 from .errors import FerkitError
 from .images import read_image
 
@@ -107,6 +107,11 @@ SMALL_FACES: dict[str, tuple[str, int]] = {"default": ("small-faces", 48)}
 #: mean 68.76% levelled beyond 15 degrees against 66.49% on the box alone (69.30% levelling
 #: every face, but that cost 0.36 points on upright faces, where beyond 15 cost 0.18).
 ALIGN_ABOVE = 15.0
+
+#: Box side in pixels under which :class:`Recognizer` finds a face's landmarks again on an
+#: enlarged patch (:func:`~ferkit.detect.refine_landmarks`) before measuring its roll:
+#: YuNet's own barely follow a small face's roll (session 39).
+REFINE_BELOW = 160
 
 
 def default_margin(detector: Detector) -> float:
@@ -215,6 +220,10 @@ class Recognizer:
             (:func:`level_crop`), the others as the box lies (:func:`square_crop`). Only
             detectors that give eye landmarks (YuNet) can level a face. ``None``: never.
             Default :data:`ALIGN_ABOVE`.
+        refine_below: box side in pixels under which the landmarks are found again on an
+            enlarged patch before the roll is measured (:func:`~ferkit.detect.refine_landmarks`,
+            one more detector call per such face); ``None`` or 0: never. Default
+            :data:`REFINE_BELOW`. Unused when ``align_above`` is ``None``.
 
     Example:
         >>> rec = Recognizer()
@@ -225,11 +234,15 @@ class Recognizer:
     def __init__(self, model: str | os.PathLike | OnnxClassifier | None = None,
                  detector: str | Detector = "auto", margin: float | None = None, threads: int = 0,
                  detect_width: int | None = None, small_faces: str | os.PathLike | OnnxClassifier | None = "auto",
-                 small_below: int | None = None, align_above: float | None = ALIGN_ABOVE):
+                 small_below: int | None = None, align_above: float | None = ALIGN_ABOVE,
+                 refine_below: int | None = REFINE_BELOW):
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         if align_above is not None and not 0 <= align_above < 90:
             raise ValueError(f"align_above must be in [0, 90) degrees or None, got {align_above}")
         self.align_above = align_above
+        if refine_below is not None and refine_below < 0:
+            raise ValueError(f"refine_below must be >= 0 pixels or None, got {refine_below}")
+        self.refine_below = refine_below or 0
         margin = default_margin(self.detector) if margin is None else margin
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
@@ -324,10 +337,15 @@ class Recognizer:
         turned upright when its eyes are rolled beyond ``align_above`` degrees.
 
         Returns:
-            ``(detections, crops)``: crops are (S_i, S_i) uint8.
+            ``(detections, crops)``: crops are (S_i, S_i) uint8; the detections of faces
+            under ``refine_below`` pixels carry their refined landmarks.
         """
         if not detections:
             return detections, []
+        if self.align_above is not None and self.refine_below:
+            detections = [refine_landmarks(self.detector, image, d)
+                          if d.landmarks is not None and max(d.box[2:]) < self.refine_below else d
+                          for d in detections]
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         return detections, [level_crop(gray, d.box, self.margin, self.roll(d)) for d in detections]
 

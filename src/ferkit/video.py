@@ -283,7 +283,7 @@ class StreamRecognizer:
                 "small_faces": (None if self.recognizer.small_classifier is None else
                                 {"model": str(self.recognizer.small_classifier.path),
                                  "below_px": self.recognizer.small_below}),
-                "align_above": self.recognizer.align_above}
+                "align_above": self.recognizer.align_above, "refine_below": self.recognizer.refine_below}
 
     def reset(self) -> None:
         """Start a new stream: no tracks, frame index 0, ids from 1."""
