@@ -184,7 +184,7 @@ def test_recognizer_levels_only_faces_rolled_beyond_align_above(photo):
 def test_small_faces_landmarks_are_refined_on_an_enlarged_patch(photo):
     """On a small rolled face YuNet's own eye angle lags the roll; refine_landmarks finds
     the landmarks again on a patch enlarged so the face is 192 px, which follows it, and
-    Recognizer.crop uses them for faces under refine_below px."""
+    Recognizer.crop uses them for faces under refine_below px when asked to."""
     from ferkit.detect import YuNetDetector, refine_landmarks
     from ferkit.recognize import REFINE_BELOW
 
@@ -209,10 +209,14 @@ def test_small_faces_landmarks_are_refined_on_an_enlarged_patch(photo):
     assert refine_landmarks(det, small, Detection(d.box)) == Detection(d.box)  # no landmarks: as it is
     assert refine_landmarks(det, np.zeros_like(small), d) is d  # nothing found there: as it is
     clf = OnnxClassifier("int8")
-    (kept,), _ = Recognizer(clf, detector=det).crop(small, [d])
+    (kept,), _ = Recognizer(clf, detector=det, refine_below=REFINE_BELOW).crop(small, [d])
     assert kept == refined
-    (raw,), _ = Recognizer(clf, detector=det, refine_below=None).crop(small, [d])
-    assert raw is d
+    for rec in (Recognizer(clf, detector=det), Recognizer(clf, detector=det, refine_below=REFINE_BELOW,
+                                                          align_above=None)):
+        (raw,), _ = rec.crop(small, [d])  # not refined by default, nor when never levelling
+        assert raw is d
+    with pytest.raises(ValueError, match="refine_below"):
+        Recognizer(clf, refine_below=-1)
 
 
 def test_cli_align_above_option(tmp_path):
@@ -222,14 +226,14 @@ def test_cli_align_above_option(tmp_path):
     cv2.imwrite(str(path), cv2.warpAffine(photo, cv2.getRotationMatrix2D((w / 2, h / 2), -30, 1.0), (w, h),
                                           borderMode=cv2.BORDER_REPLICATE))
     runs = {}
-    for option in ([], ["--align-above", "none"], ["--align-above", "40"], ["--refine-below", "0"]):
+    for option in ([], ["--align-above", "none"], ["--align-above", "40"], ["--refine-below", "160"]):
         r = subprocess.run(FERKIT + ["predict", str(path), "--model", "int8", *option],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         runs[" ".join(option)] = json.loads(r.stdout)[0]["faces"][0]["probs"]
     assert runs[""] != runs["--align-above none"]  # levelled by default
     assert runs["--align-above 40"] == runs["--align-above none"]  # rolled by under 40 degrees
-    assert runs["--refine-below 0"] == runs[""]  # the face is over 160 px: never refined anyway
+    assert runs["--refine-below 160"] == runs[""]  # the face is over 160 px: not refined
     r = subprocess.run(FERKIT + ["predict", str(path), "--align-above", "90"], capture_output=True, text=True)
     assert r.returncode == 2 and "[0, 90)" in r.stderr
 

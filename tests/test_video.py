@@ -164,7 +164,7 @@ def test_timeline_tracks_gap_summary_and_outputs(clip, recognizer, tmp_path):
     assert doc["error"] is None and doc["fps"] == FPS and doc["settings"]["stride"] == 1
     assert doc["settings"]["small_faces"]["below_px"] == 48  # the network faces under 48 px went to
     assert doc["settings"]["small_faces"]["model"].endswith("small-faces.onnx")
-    assert doc["settings"]["align_above"] == 15 and doc["settings"]["refine_below"] == 160
+    assert doc["settings"]["align_above"] == 15 and doc["settings"]["refine_below"] == 0
     assert len(doc["rows"]) == len(rows)
     assert all(j == c for j, c in zip(doc["rows"], rows)), "JSON and CSV rows differ"
     summary = doc["summary"]

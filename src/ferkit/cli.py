@@ -135,8 +135,8 @@ def _add_recognizer_options(p) -> None:
                         "(default: ferkit.recognize.ALIGN_ABOVE, 15, chosen on val)")
     p.add_argument("--refine-below", type=int, default=argparse.SUPPRESS, metavar="PX",
                    help="for faces under PX px, find the eye landmarks again on an enlarged patch before "
-                        "measuring the roll (one more detector call per face, about 20 ms on 2 cores); "
-                        "0 = never (default: ferkit.recognize.REFINE_BELOW, 160)")
+                        "measuring the roll (one more detector call per face, about 22 ms on 2 cores); "
+                        "0 = never (default: 0; 160 is the value chosen on val)")
 
 
 def _degrees_or_none(text: str) -> float | None:
