@@ -3,7 +3,8 @@
 Pipeline (after paz's detect -> square box -> crop -> classify): detect faces, take a
 square crop around each box, enlarged by ``margin`` (by default the detector's own, so
 that the crop frames a face as FER2013 does; edges replicated where the crop leaves the
-image), convert to grayscale, resize to the model's input size, classify all faces of
+image) and turned upright when the detector's eye landmarks say the face is rolled beyond
+``align_above`` degrees (:data:`ALIGN_ABOVE`), convert to grayscale, resize to the model's input size, classify all faces of
 the image in one ONNX Runtime batch. A face whose crop is smaller than the bundled default
 model's ``small_below`` pixels is classified by the bundled ``small-faces`` network instead
 (:data:`SMALL_FACES`), which was trained on faces shrunk and enlarged back.
