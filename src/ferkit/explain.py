@@ -358,9 +358,9 @@ def _classify_torch(tm: TorchModel, gray, detections, margin):
 
 def _paste(canvas: np.ndarray, tile: np.ndarray, box, margin: float) -> None:
     """Put a square crop's overlay back where :func:`~ferkit.recognize.square_crop` took it."""
-    x, y, w, h = box
-    side = tile.shape[0]
-    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    from .recognize import _square
+
+    x0, y0, side = _square(box, margin)
     H, W = canvas.shape[:2]
     cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
     if cx1 > cx0 and cy1 > cy0:

@@ -124,6 +124,14 @@ def default_margin(detector: Detector) -> float:
     return float(getattr(detector, "margin", DEFAULT_MARGIN))
 
 
+def _square(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int]:
+    """The square a crop takes: top-left (x0, y0) and side in integer pixels, centred on
+    ``box``, side ``max(w, h) * (1 + 2 * margin)``."""
+    x, y, w, h = box
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
+
+
 def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
     """A square crop centred on ``box``, its side ``max(w, h) * (1 + 2 * margin)``.
 
@@ -135,10 +143,7 @@ def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float)
     Returns:
         (S, S) uint8 crop; parts outside the image repeat its edge pixels.
     """
-    x, y, w, h = box
-    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
-    cx, cy = x + w / 2, y + h / 2
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    x0, y0, side = _square(box, margin)
     x1, y1 = x0 + side, y0 + side
     H, W = gray.shape
     pad = (max(0, -y0), max(0, y1 - H), max(0, -x0), max(0, x1 - W))
@@ -184,9 +189,7 @@ def level_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, 
     """
     if roll == 0:
         return square_crop(gray, box, margin)
-    x, y, w, h = box
-    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
-    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    x0, y0, side = _square(box, margin)
     centre = (x0 + (side - 1) / 2, y0 + (side - 1) / 2)  # pixel centres sit at integer coordinates
     m = cv2.getRotationMatrix2D(centre, roll, 1.0)
     m[:, 2] -= (x0, y0)
