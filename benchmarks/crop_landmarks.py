@@ -23,6 +23,9 @@ the bundled ``default`` (its own TTA), on the faces YuNet finds:
 Session 37 (2-core Intel Xeon): the gate failed. On the 5,335 of 6,000 Training faces
 YuNet found, the spread was 0.260 for the landmarks against 0.255 for the box (ratio
 1.02). Nothing was scored on val, and ``Recognizer`` crops the box (docs/accuracy.md).
+Session 40 read the landmarks from :class:`~ferkit.detect.Detection` (session 37 read
+YuNet's raw rows, whose boxes are not clipped to the image) and found 5,336 faces, with
+the same spreads and ratio.
 
     python benchmarks/crop_landmarks.py [--data ../shared/datasets/fer2013] [--fit 6000]
         [--split val] [--json out.json]
@@ -47,20 +50,17 @@ from ferkit.recognize import square_crop
 
 
 def detect_rows(detector: YuNetDetector, faces: np.ndarray, scale: int, min_iou: float = 0.3):
-    """Per face: ``(canvas, frame, box, landmarks)``, landmarks a (5, 2) float array (right
-    eye, left eye, nose tip, right and left mouth corners, in the image's pixels), or
-    ``None`` for a face YuNet does not find. Calls the detector's raw rows (box and
-    landmarks), which :class:`~ferkit.detect.Detection` does not carry."""
+    """Per face: ``(canvas, frame, box, landmarks)``, landmarks a (5, 2) float array (the
+    :class:`~ferkit.detect.Detection`'s: the eyes, the nose tip, the mouth corners, in the
+    image's pixels), or ``None`` for a face YuNet does not find."""
     out = []
     for face in faces:
         canvas, frame = canvas_of(face, scale)
-        rows = [r for r in detector._detect(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
-                if r[0] / 100 >= detector.min_confidence]
-        best = max(rows, key=lambda r: iou(tuple(int(v) for v in r[1:5]), frame), default=None)
-        if best is None or iou(tuple(int(v) for v in best[1:5]), frame) < min_iou:
+        best = max(detector.detect(canvas), key=lambda d: iou(d.box, frame), default=None)
+        if best is None or iou(best.box, frame) < min_iou:
             out.append(None)
             continue
-        out.append((canvas, frame, tuple(int(v) for v in best[1:5]), best[5:15].reshape(5, 2).astype(float)))
+        out.append((canvas, frame, best.box, np.array(best.landmarks, dtype=float)))
     return out
 
 

@@ -6,7 +6,9 @@ and peak memory (each pipeline in its own process).
 The folder is generated into a temporary directory: 640x480 JPEGs, each with 1-3 real
 faces (see ``benchlib.group_photo``) of 40-140 px. ferkit runs as a user would:
 ``ferkit predict DIR --out results.jsonl`` (YuNet, pipelined, batches of 256 faces),
-with the float and the int8 model (and int8 with ``--detect-width 320``); fer runs ``FER.detect_emotions`` on each file.
+with the float and the int8 model (and int8 with ``--detect-width 320``; ``--refine-below PX``
+adds int8 at 320 with the landmarks of faces under PX pixels refined, see
+:func:`ferkit.detect.refine_landmarks`); fer runs ``FER.detect_emotions`` on each file.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def run_ferkit(folder: Path, out: Path, model: str, *options: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--refine-below", type=int, default=0, metavar="PX",
+                    help="also time int8 at 320 with `ferkit predict --refine-below PX` (0: not)")
     add_fer_option(ap)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ferkit-folder-"))
@@ -55,9 +59,13 @@ def main() -> None:
               f"({sum(1 + i % 3 for i in range(len(paths)))} faces pasted)")
         print(f"{'pipeline':<22}{'seconds':>9}{'images/s':>10}{'faces':>7}{'peak MiB':>10}")
         rows = {}
-        for model, options in (("default", ()), ("int8", ()), ("int8", ("--detect-width", "320"))):
+        pipelines = [("default", ()), ("int8", ()), ("int8", ("--detect-width", "320"))]
+        if args.refine_below:
+            pipelines.append(("int8", ("--detect-width", "320", "--refine-below", str(args.refine_below))))
+        for model, options in pipelines:
             r = run_ferkit(tmp / "photos", tmp / f"{model}.jsonl", model, *options)
-            name = f"ferkit {model}" + (" @320" if options else "")
+            name = f"ferkit {model}" + (" @320" if options else "") + (
+                f" refine<{args.refine_below}" if "--refine-below" in options else "")
             rows[name] = r
             print(f"{name:<22}{r['seconds']:>9.1f}{r['images'] / r['seconds']:>10.1f}"
                   f"{r['faces']:>7}{r['peak_rss_mb']:>10.0f}", flush=True)

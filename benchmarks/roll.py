@@ -26,6 +26,13 @@ median error of the eyes' angle against the true roll.
     python benchmarks/roll.py [--data ../shared/datasets/fer2013] [--split val]
         [--scale 2] [--angles -30 -20 -10 0 10 20 30] [--model default] [--json out.json]
 
+``--refine PX`` finds the landmarks of faces under PX pixels again on an enlarged patch
+(:func:`ferkit.detect.refine_landmarks`) before the eyes' angle is measured, and prints the
+milliseconds each refinement took. ``--refine-patches 192x2 128x1.5 ...`` (face side in the
+patch, pixels ``x`` patch side in box sides) compares several patches on the same found faces
+in one run: each adds the modes ``level>T@PATCH``; ``level`` and the clips then use YuNet's
+own landmarks.
+
 The rule behind the choice was written first (``runs/s39/plan.txt``): among the modes other
 than ``box``, those at least 0.50 points above ``box`` on the mean over the angles and at
 most 0.30 below it at angle 0 pass; the best mean of them is chosen (ties: the one that
@@ -91,9 +98,14 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=0, metavar="PX",
                     help="find the landmarks again on an enlarged patch (ferkit.detect.refine_landmarks) "
                          "for faces whose box side is under PX pixels (0: never)")
+    ap.add_argument("--refine-patches", nargs="+", default=["192x2"], metavar="PXxC",
+                    help="refinement patches: the box's side in the patch, pixels, x the patch's side in "
+                         "box sides (refine_landmarks' face_px and context); several: compared in one run")
     ap.add_argument("--limit", type=int, default=0, help="only the split's first N faces (a smoke test)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
+    patches = [(p, int(p.split("x")[0]), float(p.split("x")[1])) for p in args.refine_patches]
+    many = args.refine and len(patches) > 1
 
     split = load_fer2013(args.data)[args.split]
     images, targets = split.images, split.targets
@@ -105,7 +117,9 @@ def main() -> None:
     print(f"{args.model} on the {len(images)} {args.split} faces' own crops: {own:.2%} "
           f"({time.time() - t0:.0f} s); faces at {48 * args.scale:g} px, margin {rec.margin:g}", flush=True)
     modes = ["box", "level"] + [f"level>{t:g}" for t in args.thresholds] + [f"clip{t:g}" for t in args.clips]
-    report = {"split": args.split, "model": args.model, "scale": args.scale, "refine": args.refine,
+    if many:
+        modes += [f"level>{t:g}@{name}" for name, _, _ in patches for t in args.thresholds]
+    report = {"split": args.split, "model": args.model, "scale": args.scale, "refine": args.refine, "refine_patches": args.refine_patches,
               "faces": len(images),
               "own_crops": own, "angles": {}}
     for angle in args.angles:
@@ -114,13 +128,21 @@ def main() -> None:
         keep = np.array([d is not None for _, d in found])
         hits = [(c, d) for c, d in found if d is not None]
         y = targets[keep]
-        if args.refine:
+        refined = {}  # patch -> eyes' angles with the small faces' landmarks refined on it
+        for name, px, context in (patches if args.refine else []):
             t1 = time.time()
             small = [i for i, (_, d) in enumerate(hits) if max(d.box[2:]) < args.refine]
+            dets = [d for _, d in hits]
             for i in small:
-                hits[i] = (hits[i][0], refine_landmarks(rec.detector, hits[i][0], hits[i][1]))
-            print(f"  refined the landmarks of {len(small)} faces: {1000 * (time.time() - t1) / max(1, len(small)):.1f} "
-                  f"ms each", flush=True)
+                dets[i] = refine_landmarks(rec.detector, hits[i][0], hits[i][1], px, context)
+            ms = 1000 * (time.time() - t1) / max(1, len(small))
+            r = np.array([eye_roll(d.landmarks) or 0.0 for d in dets])
+            print(f"  refined the landmarks of {len(small)} faces on a {name} patch: {ms:.1f} ms each; |eye roll| "
+                  f"median {np.median(np.abs(r)):.1f} deg, error median {np.median(np.abs(r + angle)):.1f} deg",
+                  flush=True)
+            refined[name] = (r, ms)
+            if not many:
+                hits = [(c, d) for (c, _), d in zip(hits, dets)]
         rolls = np.array([eye_roll(d.landmarks) or 0.0 for _, d in hits])
         box = [square_crop(c, d.box, rec.margin) for c, d in hits]
         lev = [level_crop(c, d.box, rec.margin, r) for (c, d), r in zip(hits, rolls)]
@@ -143,7 +165,18 @@ def main() -> None:
                                                 for i in idx]).argmax(1)
             acc[f"clip{t:g}"] = float((pred == y).mean())
             touched[f"clip{t:g}"] = len(idx) / len(y)
-        report["angles"][f"{angle:g}"] = {
+        refine_ms = {}
+        for name, (r, ms) in refined.items() if many else ():
+            refine_ms[name] = ms
+            idx = np.flatnonzero(np.abs(r) > min(args.thresholds))
+            p_ref = p_box.copy()
+            if len(idx):
+                p_ref[idx] = rec.classify_faces([level_crop(hits[i][0], hits[i][1].box, rec.margin, float(r[i]))
+                                                 for i in idx]).argmax(1)
+            for t in args.thresholds:
+                acc[f"level>{t:g}@{name}"] = float((np.where(np.abs(r) > t, p_ref, p_box) == y).mean())
+                touched[f"level>{t:g}@{name}"] = float((np.abs(r) > t).mean())
+        report["angles"][f"{angle:g}"] = {"refine_ms": refine_ms or None,
             "found": int(keep.sum()), "own_crops_found": float((rec.classify_faces(list(images[keep])).argmax(1)
                                                                  == y).mean()) if angle == 0 else None,
             "eye_roll_error_median": float(np.median(err)), "eye_roll_abs_median": float(np.median(np.abs(rolls))),

@@ -171,10 +171,15 @@ def test_recognizer_levels_only_faces_rolled_beyond_align_above(photo):
     (crop,) = rec.crop(rolled, [d])[1]
     assert np.array_equal(crop, level_crop(gray, d.box, rec.margin, roll))
     assert np.array_equal(plain.crop(rolled, [d])[1][0], square_crop(gray, d.box, plain.margin))
-    assert not np.array_equal(rec.predict(rolled)[0].probs, plain.predict(rolled)[0].probs)
+    (face,), (flat,) = rec.predict(rolled), plain.predict(rolled)
+    assert not np.array_equal(face.probs, flat.probs)
+    assert face.landmarks == flat.landmarks == d.landmarks and face.roll == roll and flat.roll == 0
+    assert face.to_dict()["roll"] == round(roll, 1) and len(face.to_dict()["landmarks"]) == 5
     (u,) = rec.detect(photo)
     assert abs(eye_roll(u.landmarks)) < ALIGN_ABOVE and rec.roll(u) == 0
-    assert rec.predict(photo)[0].probs == plain.predict(photo)[0].probs
+    assert rec.predict(photo)[0].probs == plain.predict(photo)[0].probs and rec.predict(photo)[0].roll == 0
+    haar = Recognizer(clf, detector="haar").predict(photo)
+    assert haar and all(f.landmarks is None and f.roll == 0 and f.to_dict()["landmarks"] is None for f in haar)
     assert rec.roll(Detection(d.box, d.confidence)) == 0  # no landmarks (Haar): never turned
     for bad in (-1, 90, 120):
         with pytest.raises(ValueError, match="align_above"):
@@ -230,10 +235,18 @@ def test_cli_align_above_option(tmp_path):
         r = subprocess.run(FERKIT + ["predict", str(path), "--model", "int8", *option],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        runs[" ".join(option)] = json.loads(r.stdout)[0]["faces"][0]["probs"]
-    assert runs[""] != runs["--align-above none"]  # levelled by default
-    assert runs["--align-above 40"] == runs["--align-above none"]  # rolled by under 40 degrees
-    assert runs["--refine-below 160"] == runs[""]  # the face is over 160 px: not refined
+        runs[" ".join(option)] = json.loads(r.stdout)[0]["faces"][0]
+    probs = {k: face["probs"] for k, face in runs.items()}
+    assert probs[""] != probs["--align-above none"]  # levelled by default
+    assert probs["--align-above 40"] == probs["--align-above none"]  # rolled by under 40 degrees
+    assert probs["--refine-below 160"] == probs[""]  # the face is over 160 px: not refined
+    # the JSON says how far each face was turned, and where its landmarks are
+    assert 15 < runs[""]["roll"] < 40 and runs["--align-above none"]["roll"] == runs["--align-above 40"]["roll"] == 0
+    for face in runs.values():
+        x, y, bw, bh = face["box"]
+        assert len(face["landmarks"]) == 5 and all(x < px < x + bw and y < py < y + bh
+                                                   for px, py in face["landmarks"])
+    assert runs[""]["landmarks"] == runs["--align-above none"]["landmarks"]
     r = subprocess.run(FERKIT + ["predict", str(path), "--align-above", "90"], capture_output=True, text=True)
     assert r.returncode == 2 and "[0, 90)" in r.stderr
 

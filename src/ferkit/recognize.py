@@ -40,6 +40,14 @@ class Face:
         score: its probability, in [0, 1].
         detector_confidence: the detector's own score (see
             :class:`~ferkit.detect.Detection`); not an emotion probability.
+        landmarks: the detector's facial points as (x, y) float pixels of the input image
+            (YuNet: five, in :class:`~ferkit.detect.Detection`'s order: the eyes, the nose
+            tip, the mouth corners; refined when :class:`Recognizer`'s ``refine_below``
+            applied), or ``None`` (Haar gives none).
+        roll: degrees by which the face was turned before it was classified (see
+            :meth:`Recognizer.roll`): its eyes' roll (:func:`eye_roll`, positive when the
+            eye on the image's right lies lower) when that exceeds the recognizer's
+            ``align_above``, else 0.0 (the box's crop as it lies).
     """
 
     box: tuple[int, int, int, int]
@@ -47,13 +55,19 @@ class Face:
     label: str
     score: float
     detector_confidence: float | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    roll: float = 0.0
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: box as a list, probabilities rounded to 6 decimals."""
+        """JSON-ready dict: box as a list, probabilities rounded to 6 decimals, landmarks
+        as a list of [x, y] rounded to 0.1 pixel (or ``None``), roll rounded to 0.1 degree."""
         return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
                 "probs": {k: round(v, 6) for k, v in self.probs.items()},
                 "detector_confidence": None if self.detector_confidence is None
-                else round(self.detector_confidence, 4)}
+                else round(self.detector_confidence, 4),
+                "landmarks": None if self.landmarks is None
+                else [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+                "roll": round(float(self.roll), 1)}
 
 
 @dataclass
@@ -378,7 +392,8 @@ class Recognizer:
             for det, p in zip(detections, probs[k:k + len(detections)]):
                 j = int(p.argmax())
                 faces.append(Face(box=det.box, probs={n: float(v) for n, v in zip(names, p)},
-                                  label=names[j], score=float(p[j]), detector_confidence=det.confidence))
+                                  label=names[j], score=float(p[j]), detector_confidence=det.confidence,
+                                  landmarks=det.landmarks, roll=self.roll(det)))
             k += len(detections)
             out.append(faces)
         return out

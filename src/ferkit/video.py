@@ -212,13 +212,18 @@ class TrackedFace(Face):
         track_id: the track's integer id, the same while the face is followed.
         detected: ``True`` when the face was detected in this very frame; ``False`` when
             it is carried over from the last detection pass (``stride`` > 1).
+
+    A track keeps no landmarks: ``landmarks`` is ``None`` and ``roll`` 0.0, and
+    :meth:`to_dict` leaves both out.
     """
 
     track_id: int = 0
     detected: bool = True
 
     def to_dict(self) -> dict:
-        return {"track_id": self.track_id, **super().to_dict(), "detected": self.detected}
+        face = super().to_dict()
+        del face["landmarks"], face["roll"]
+        return {"track_id": self.track_id, **face, "detected": self.detected}
 
 
 class StreamRecognizer:
