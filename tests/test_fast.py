@@ -285,7 +285,8 @@ def test_downscaled_detection_maps_boxes_back(photo):
     assert det.shape == (150, 200, 3)
     assert d.box == (40, 80, 120, 160) and d.confidence == 0.9
     assert d.landmarks == ((60.0, 100.0), (142.0, 104.0))  # scaled, not rounded
-    detect_downscaled(det, big, 1000)
+    assert d.scale == 4.0 and d.scaled(2, 2, 1600, 1200).scale == 8.0  # image pixels per detector pixel
+    assert detect_downscaled(det, big, 1000)[0].scale == 1.0
     assert det.shape == big.shape  # never enlarged
     with pytest.raises(ValueError, match=">= 16"):
         detect_downscaled(det, big, 8)

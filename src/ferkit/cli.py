@@ -134,8 +134,9 @@ def _add_recognizer_options(p) -> None:
                         "than DEG degrees (detectors with eye landmarks: yunet); none = never "
                         "(default: ferkit.recognize.ALIGN_ABOVE, 15, chosen on val)")
     p.add_argument("--refine-below", type=int, default=argparse.SUPPRESS, metavar="PX",
-                   help="for faces under PX px, find the eye landmarks again on an enlarged patch before "
-                        "measuring the roll (one more detector call per face, about 22 ms on 2 cores); "
+                   help="for faces under PX px as the detector saw them (after --detect-width), find the "
+                        "eye landmarks again on an enlarged patch before measuring the roll (one more "
+                        "detector call per face, 15-25 ms on 2 cores); "
                         "0 = never (default: 0; 160 is the value chosen on val)")
 
 

@@ -36,17 +36,24 @@ class Detection:
             detector gives none (Haar). YuNet gives five, in its order: the eye on the
             image's left, the other eye, the nose tip, the mouth corner on the image's
             left, the other one (for an upright face; they may lie outside the image).
+        scale: image pixels per pixel of the image the detector ran on: 1.0 when it ran
+            on the image itself, 2.0 for a face found on a copy half as wide and mapped
+            back (:meth:`scaled`). ``max(box[2:]) / scale`` is the face's side as the
+            detector saw it, which is what the landmarks' precision depends on.
     """
 
     box: tuple[int, int, int, int]
     confidence: float | None = None
     landmarks: tuple[tuple[float, float], ...] | None = None
+    scale: float = 1.0
 
     def scaled(self, sx: float, sy: float, width: int, height: int) -> "Detection":
         """This detection found on a resized image, mapped back to the full image: the box
-        through :func:`upscale_box`, the landmarks multiplied by (sx, sy) (not clipped)."""
+        through :func:`upscale_box`, the landmarks multiplied by (sx, sy) (not clipped),
+        ``scale`` by ``max(sx, sy)``."""
         landmarks = None if self.landmarks is None else tuple((x * sx, y * sy) for x, y in self.landmarks)
-        return Detection(upscale_box(self.box, sx, sy, width, height), self.confidence, landmarks)
+        return Detection(upscale_box(self.box, sx, sy, width, height), self.confidence, landmarks,
+                         self.scale * max(sx, sy))
 
 
 def _largest_first(d: Detection) -> tuple[int, int, int]:
@@ -344,8 +351,8 @@ def refine_landmarks(detector: Detector, image: np.ndarray, detection: Detection
         context: the patch's side in box sides (>= 1).
 
     Returns:
-        A :class:`Detection` with the same box and confidence and the new landmarks (image
-        pixels, float), or ``detection`` itself when the detector finds no face there.
+        A :class:`Detection` with the same box, confidence and scale and the new landmarks
+        (image pixels, float), or ``detection`` itself when the detector finds no face there.
     """
     if detection.landmarks is None:
         return detection
@@ -363,7 +370,7 @@ def refine_landmarks(detector: Detector, image: np.ndarray, detection: Detection
         return detection
     best = found[int(np.argmin(dist))]
     return Detection(detection.box, detection.confidence,
-                     tuple(((px - tx) / k, (py - ty) / k) for px, py in best.landmarks))
+                     tuple(((px - tx) / k, (py - ty) / k) for px, py in best.landmarks), detection.scale)
 
 
 def _auto_detector(**kwargs) -> Detector:

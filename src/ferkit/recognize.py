@@ -127,7 +127,7 @@ ALIGN_ABOVE = 15.0
 #: landmarks again on an enlarged patch (:func:`~ferkit.detect.refine_landmarks`) before
 #: measuring its roll: YuNet's own barely follow a small face's roll. Val chose it (session
 #: 39: 96 px faces rolled -30 to 30 degrees, mean 69.79% against 67.74% on YuNet's own
-#: landmarks), but it costs one more YuNet call per face, about 22 ms on 2 cores, which would
+#: landmarks), but it costs one more YuNet call per face, 15-25 ms on 2 cores, which would
 #: take the speed goals of video and folders out of reach, so it is not the default.
 REFINE_BELOW = 160
 
@@ -241,9 +241,12 @@ class Recognizer:
             (:func:`level_crop`), the others as the box lies (:func:`square_crop`). Only
             detectors that give eye landmarks (YuNet) can level a face. ``None``: never.
             Default :data:`ALIGN_ABOVE`.
-        refine_below: box side in pixels under which the landmarks are found again on an
-            enlarged patch before the roll is measured (:func:`~ferkit.detect.refine_landmarks`,
-            one more detector call per such face, about 22 ms with YuNet on 2 cores);
+        refine_below: face side in pixels, as the detector saw it (the box's side divided
+            by the detection's ``scale``: a face 200 px wide found with ``detect_width``
+            half the photo's width was 100 px to the detector), under which the landmarks
+            are found again on an enlarged patch of the full image before the roll is
+            measured (:func:`~ferkit.detect.refine_landmarks`, one more detector call per
+            such face, 15-25 ms with YuNet on 2 cores);
             ``None`` or 0 (the default): never. :data:`REFINE_BELOW` (160) is the value val
             measured. Unused when ``align_above`` is ``None``.
 
@@ -366,7 +369,7 @@ class Recognizer:
             return detections, []
         if self.align_above is not None and self.refine_below:
             detections = [refine_landmarks(self.detector, image, d)
-                          if d.landmarks is not None and max(d.box[2:]) < self.refine_below else d
+                          if d.landmarks is not None and max(d.box[2:]) / d.scale < self.refine_below else d
                           for d in detections]
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         return detections, [level_crop(gray, d.box, self.margin, self.roll(d)) for d in detections]
