@@ -46,20 +46,15 @@ def lighting_shifts(faces: np.ndarray) -> dict[str, np.ndarray]:
                               for k, v in shifted.items()}}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="*", help=".onnx models (default: every bundled model)")
-    ap.add_argument("--data", default="../shared/datasets/fer2013")
-    args = ap.parse_args()
-    if not Path(args.data).exists():
-        sys.exit(f"no FER2013 at {args.data}: pass --data")
-    models = args.models or sorted(str(p) for p in default_model_path().parent.glob("*.onnx"))
-    shifts = None
+def shift_table(models: list[str], data: str, shifts_of) -> dict[str, dict[str, float]]:
+    """Print a markdown table of each model's val accuracy (%) on ``shifts_of(val faces)``
+    (name -> (N, H, W) uint8 faces, ``"none"`` first); returns ``{model: {shift: %}}``."""
+    shifts, table = None, {}
     for path in models:
         clf = OnnxClassifier(path)
-        val = load_fer2013(args.data, ",".join(clf.class_names))["val"]
+        val = load_fer2013(data, ",".join(clf.class_names))["val"]
         if shifts is None:
-            shifts = lighting_shifts(val.images)
+            shifts = shifts_of(val.images)
             print("| model | " + " | ".join(shifts) + " | mean of the shifts |")
             print("|---" * (len(shifts) + 2) + "|")
         acc = {k: 100.0 * float((clf.predict_logits(v).argmax(1) == val.targets).mean())
@@ -67,6 +62,23 @@ def main() -> None:
         shifted = np.mean([a for k, a in acc.items() if k != "none"])
         print(f"| {path} | " + " | ".join(f"{a:.2f}" for a in acc.values()) + f" | {shifted:.2f} |",
               flush=True)
+        table[path] = acc
+    return table
+
+
+def bundled_or(models: list[str], data: str) -> list[str]:
+    """``models``, or every bundled model when empty; exits when ``data`` is missing."""
+    if not Path(data).exists():
+        sys.exit(f"no FER2013 at {data}: pass --data")
+    return models or sorted(str(p) for p in default_model_path().parent.glob("*.onnx"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", help=".onnx models (default: every bundled model)")
+    ap.add_argument("--data", default="../shared/datasets/fer2013")
+    args = ap.parse_args()
+    shift_table(bundled_or(args.models, args.data), args.data, lighting_shifts)
 
 
 if __name__ == "__main__":

@@ -345,19 +345,26 @@ def test_small_faces_are_enlarged_with_lanczos():
 
 
 def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
-    """The bundled default hands crops under ``small_below`` px to the bundled
-    ``small-faces`` network (session 38), keeps the others, and keeps the input order."""
-    from ferkit.recognize import SMALL_FACES
+    """The bundled default hands crops under ``small_below`` px (session 38), and blurred
+    crops of any size (session 40), to the bundled ``small-faces`` network, keeps the
+    others, and keeps the input order."""
+    from ferkit.recognize import SMALL_FACES, sharpness
 
     rec = Recognizer()
-    name, below = SMALL_FACES["default"]
+    name, below, blurred_below = SMALL_FACES["default"]
     assert rec.small_classifier.path.stem == name == "small-faces" and rec.small_below == below
+    assert rec.sharpness_below == blurred_below == 0.279
     rng = np.random.default_rng(1)
     crops = [cv2.GaussianBlur(rng.integers(0, 256, (s, s)).astype(np.uint8), (5, 5), 0)
              for s in (below + 30, 16, below - 1, below, 24, 90)]
+    gray = cv2.cvtColor(cv2.imread(str(demo_image_path())), cv2.COLOR_BGR2GRAY)
+    face = square_crop(gray, GOLDEN_BOX, 0.05)  # about 190 px
+    crops += [face, cv2.GaussianBlur(face, (0, 0), 6)]  # sharp; out of focus
+    sharp = [sharpness(c) for c in crops]
+    assert sharp[-2] > 1 and sharp[-1] < 0.1 and min(sharp[:-1]) > blurred_below, sharp
     got = rec.classify_faces(crops)
-    small = [max(c.shape) < below for c in crops]
-    assert small == [False, True, True, False, True, False]
+    small = [max(c.shape) < below or v < blurred_below for c, v in zip(crops, sharp)]
+    assert small == [False, True, True, False, True, False, False, True]
     want_small = rec.small_classifier.predict_probs([c for c, s in zip(crops, small) if s])
     want_large = rec.classifier.predict_probs([c for c, s in zip(crops, small) if not s])
     assert np.allclose(got[np.array(small)], want_small, atol=1e-6)
@@ -372,6 +379,12 @@ def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
     lower = Recognizer(small_below=20)  # the pair, another side
     assert lower.small_below == 20 and lower.small_classifier.path.stem == "small-faces"
     assert Recognizer("int8", small_faces="int8").small_below == 48  # the model's input size
+    assert Recognizer("int8", small_faces="int8").sharpness_below == 0  # no blur routing of its own
+    never = Recognizer(sharpness_below=0)  # the pair, by size only
+    assert np.allclose(never.classify_faces(crops[-1:]), rec.classifier.predict_probs(crops[-1:]), atol=1e-6)
+    with pytest.raises(ValueError, match="sharpness_below"):
+        Recognizer(sharpness_below=-1)
+    assert sharpness(np.full((60, 60), 100, np.uint8)) == 0  # a flat crop
 
 
 def test_small_face_network_must_classify_the_same_classes(tmp_path):
@@ -389,15 +402,16 @@ def test_small_face_network_must_classify_the_same_classes(tmp_path):
 
 def test_cli_small_faces_option_routes_or_not(tmp_path):
     """A photo with one small face: `--small-faces none` gives the default's answer, the
-    default routing the small-face network's."""
+    default routing the small-face network's; the same for a large face out of focus and
+    `--sharpness-below 0`."""
     photo = cv2.imread(str(demo_image_path()))
     small = cv2.resize(photo, None, fx=0.15, fy=0.15, interpolation=cv2.INTER_AREA)  # the face about 26 px
     canvas = cv2.copyMakeBorder(small, 40, 40, 40, 40, cv2.BORDER_REPLICATE)
     path = tmp_path / "small.png"
     cv2.imwrite(str(path), canvas)
 
-    def probs(*flags):
-        r = subprocess.run([*FERKIT, "predict", str(path), "--detector", "haar", *flags],
+    def probs(*flags, detector="haar"):
+        r = subprocess.run([*FERKIT, "predict", str(path), "--detector", detector, *flags],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         (face,) = json.loads(r.stdout)[0]["faces"]
@@ -407,4 +421,12 @@ def test_cli_small_faces_option_routes_or_not(tmp_path):
     assert max(box[2:]) < Recognizer(detector="haar").small_below
     _, plain = probs("--small-faces", "none")
     _, forced = probs("--small-faces", "small-faces")
+    assert np.allclose(routed, forced, atol=1e-5) and not np.allclose(routed, plain, atol=1e-3)
+
+    # a large face out of focus goes to the small-face network too, unless --sharpness-below 0
+    cv2.imwrite(str(path), cv2.GaussianBlur(photo, (0, 0), 5))  # the face's sharpness about 0.12
+    box, routed = probs(detector="yunet")
+    assert max(box[2:]) > 150
+    _, plain = probs("--sharpness-below", "0", detector="yunet")
+    _, forced = probs("--model", "small-faces", "--small-faces", "none", detector="yunet")
     assert np.allclose(routed, forced, atol=1e-5) and not np.allclose(routed, plain, atol=1e-3)

@@ -113,7 +113,14 @@ DEFAULT_MARGIN = 0.0
 #: network beat the ``default`` at every size measured under 48 px (16 px: 58.34% against
 #: 39.20%; 44 px: 71.22% against 71.05%) and lost at 48 px (71.25% against 72.00%), so every
 #: crop smaller than the model's 48 px input goes to it (docs/accuracy.md, "Small faces").
-SMALL_FACES: dict[str, tuple[str, int]] = {"default": ("small-faces", 48)}
+#: The third value is the :func:`sharpness` under which a crop of any size goes to it too:
+#: the faces it was trained on were blurred by their shrinking, and it carries blur far
+#: better (session 40, ``benchmarks/camera.py``: val faces at 96 px blurred by 2 px, 66.45%
+#: against the default's 55.73%). 0.279 is the 5% quantile of the sharpness of clean 96 px
+#: val faces, chosen on val by ``benchmarks/sharpness.py`` (rule in its docstring): blurred by
+#: 1-3 px, 64.60% against 54.07% on the mean; clean 96 px 71.69% against 71.72%, 48 px
+#: 72.03% against 72.00%.
+SMALL_FACES: dict[str, tuple[str, int, float]] = {"default": ("small-faces", 48, 0.279)}
 
 #: Degrees of eye roll (:func:`eye_roll`) beyond which :class:`Recognizer` turns a face
 #: upright before classifying it (:func:`level_crop`), when its detector gives eye landmarks.
@@ -144,6 +151,28 @@ def _square(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, in
     x, y, w, h = box
     side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
     return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """How sharp a face crop is: ``var(Laplacian(x)) / var(x)``, ``x`` the crop shrunk (or
+    enlarged) to 48 x 48 (``INTER_AREA``) as float32 and the Laplacian OpenCV's 3 x 3 one.
+
+    The variance-of-Laplacian focus measure (Pech-Pacheco, Cristobal, Chamorro-Martinez &
+    Fernandez-Valdivia, "Diatom autofocusing in brightfield microscopy: a comparative
+    study", ICPR 2000), divided by the crop's own variance so that a face in dim or flat
+    light is not taken for a blurred one. Measured at 48 px, the classifiers' input size,
+    so a crop's size does not change it much. Clean FER2013 val faces: median about 0.6;
+    blurred by 2 px at 96 px, about 0.07 (session 40).
+
+    Args:
+        crop: (H, W) uint8 gray crop.
+
+    Returns:
+        The measure, >= 0 (no unit); 0.0 for a flat crop.
+    """
+    x = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    var = float(x.var())
+    return float(cv2.Laplacian(x, cv2.CV_32F).var()) / var if var > 1e-6 else 0.0
 
 
 def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
@@ -236,6 +265,10 @@ class Recognizer:
         small_below: crop side in pixels (of the photo, before resizing) under which a
             face goes to ``small_faces``; ``None``: :data:`SMALL_FACES`'s side for the
             bundled pair, else ``model``'s input size (every face that is enlarged).
+        sharpness_below: :func:`sharpness` under which a crop of any size goes to
+            ``small_faces`` too (a blurred face); ``None``: :data:`SMALL_FACES`'s value
+            (0.279) when ``small_faces`` is ``"auto"`` and ``model`` the bundled
+            ``default``, else 0; 0: never.
         align_above: degrees; a face whose eyes are rolled by more than this
             (:func:`eye_roll` of the detection's landmarks) is cropped turned upright
             (:func:`level_crop`), the others as the box lies (:func:`square_crop`). Only
@@ -260,7 +293,7 @@ class Recognizer:
                  detector: str | Detector = "auto", margin: float | None = None, threads: int = 0,
                  detect_width: int | None = None, small_faces: str | os.PathLike | OnnxClassifier | None = "auto",
                  small_below: int | None = None, align_above: float | None = ALIGN_ABOVE,
-                 refine_below: int | None = None):
+                 refine_below: int | None = None, sharpness_below: float | None = None):
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         if align_above is not None and not 0 <= align_above < 90:
             raise ValueError(f"align_above must be in [0, 90) degrees or None, got {align_above}")
@@ -276,19 +309,25 @@ class Recognizer:
         self.classifier = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model, threads)
         self.margin = margin
         self.detect_width = detect_width
-        self.small_classifier, self.small_below = self._small_faces(small_faces, small_below, threads)
+        if sharpness_below is not None and not sharpness_below >= 0:
+            raise ValueError(f"sharpness_below must be >= 0 or None, got {sharpness_below}")
+        self.small_classifier, self.small_below, self.sharpness_below = self._small_faces(
+            small_faces, small_below, sharpness_below, threads)
 
-    def _small_faces(self, small_faces, small_below, threads) -> tuple[OnnxClassifier | None, int]:
-        """The small-face classifier and its side (see the class's arguments)."""
+    def _small_faces(self, small_faces, small_below, sharpness_below,
+                     threads) -> tuple[OnnxClassifier | None, int, float]:
+        """The small-face classifier, its side and its sharpness threshold (see the class's
+        arguments)."""
         if isinstance(small_faces, str) and small_faces == "auto":
             pair = next((v for k, v in SMALL_FACES.items()
                          if self.classifier.path.resolve() == resolve_model(k).resolve()), None)
             if pair is None:
-                return None, 0
+                return None, 0, 0.0
             small_faces = pair[0]
             small_below = pair[1] if small_below is None else small_below
+            sharpness_below = pair[2] if sharpness_below is None else sharpness_below
         if small_faces is None:
-            return None, 0
+            return None, 0, 0.0
         small = small_faces if isinstance(small_faces, OnnxClassifier) else OnnxClassifier(small_faces, threads)
         if small.class_names != self.classifier.class_names:
             raise ValueError(f"small_faces {small.path.name} classifies {list(small.class_names)}, but "
@@ -296,7 +335,7 @@ class Recognizer:
         below = self.classifier.preprocessing.input_size if small_below is None else small_below
         if below < 1:
             raise ValueError(f"small_below must be >= 1 pixel, got {below}")
-        return small, int(below)
+        return small, int(below), float(sharpness_below or 0.0)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -402,9 +441,9 @@ class Recognizer:
         return out
 
     def classify_faces(self, crops: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """Probabilities of gray face crops, each by the network its size calls for: a crop
-        under ``small_below`` pixels wide by ``small_classifier``, the others by
-        ``classifier``.
+        """Probabilities of gray face crops, each by the network its size and sharpness call
+        for: a crop under ``small_below`` pixels wide, or whose :func:`sharpness` is under
+        ``sharpness_below``, by ``small_classifier``, the others by ``classifier``.
 
         Args:
             crops: N (H_i, W_i) uint8 gray crops of any size.
@@ -415,7 +454,9 @@ class Recognizer:
         """
         if self.small_classifier is None:
             return self.classifier.predict_probs(crops, batch_size)
-        small = np.array([max(c.shape[:2]) < self.small_below for c in crops], dtype=bool)
+        small = np.array([max(c.shape[:2]) < self.small_below
+                          or (self.sharpness_below > 0 and sharpness(c) < self.sharpness_below)
+                          for c in crops], dtype=bool)
         probs = np.empty((len(crops), len(self.class_names)), dtype=np.float32)
         for mask, clf in ((~small, self.classifier), (small, self.small_classifier)):
             if mask.any():

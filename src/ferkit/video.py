@@ -287,7 +287,8 @@ class StreamRecognizer:
                 "margin": self.recognizer.margin, "model": str(self.recognizer.classifier.path),
                 "small_faces": (None if self.recognizer.small_classifier is None else
                                 {"model": str(self.recognizer.small_classifier.path),
-                                 "below_px": self.recognizer.small_below}),
+                                 "below_px": self.recognizer.small_below,
+                                 "sharpness_below": self.recognizer.sharpness_below}),
                 "align_above": self.recognizer.align_above, "refine_below": self.recognizer.refine_below}
 
     def reset(self) -> None:

@@ -1,0 +1,64 @@
+"""Val (PublicTest) accuracy of ONNX models on faces degraded as a camera and a photo file
+degrade them: JPEG compression, blur (focus, motion of a still head) and sensor noise.
+
+Each 48 px face is first enlarged to ``--side`` px (``INTER_CUBIC``; 96 by default, a face
+as a photo or webcam frame commonly holds it), degraded there, and handed to the model as
+that crop, so the model's own preprocessing shrinks it back as ``Recognizer`` does with a
+face from a photo:
+
+- ``jpeg Q``: encoded and decoded by OpenCV at JPEG quality Q (``cv2.IMWRITE_JPEG_QUALITY``;
+  a phone saves at about 90, web pages at 50-75, heavy compression at 15-30);
+- ``blur S``: Gaussian blur of standard deviation S px at that side (``cv2.GaussianBlur``);
+- ``noise S``: added Gaussian noise of standard deviation S grey levels, clipped to 0-255
+  (seeded: the same noise for every model).
+
+``none`` is the enlarged face itself. The figures choose nothing: they say how far the
+bundled models carry to real images, and which degradation training should add.
+``benchmarks/lighting.py`` measures lighting the same way, ``benchmarks/face_size.py``
+resolution.
+
+    python benchmarks/camera.py [MODEL.onnx ...] [--side 96] [--data ../shared/datasets/fer2013]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+from lighting import bundled_or, shift_table
+
+JPEG = (75, 50, 30, 15)
+BLUR = (1.0, 2.0, 3.0)
+NOISE = (8.0, 16.0, 32.0)
+
+
+def camera_shifts(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
+    """(N, 48, 48) uint8 faces enlarged to ``side`` and degraded: name -> (N, side, side)
+    uint8 (``"none"``: enlarged only)."""
+    big = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in faces])
+    out = {"none": big}
+    for q in JPEG:
+        out[f"jpeg {q}"] = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, q])[1],
+                                                  cv2.IMREAD_GRAYSCALE) for f in big])
+    for s in BLUR:
+        out[f"blur {s:g}"] = np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in big])
+    rng = np.random.default_rng(seed)
+    for s in NOISE:
+        noisy = big.astype(np.float32) + rng.normal(0.0, s, big.shape).astype(np.float32)
+        out[f"noise {s:g}"] = np.clip(noisy, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", help=".onnx models or bundled names (default: every bundled model)")
+    ap.add_argument("--side", type=int, default=96, help="pixels the faces are enlarged to before degrading")
+    ap.add_argument("--data", default="../shared/datasets/fer2013")
+    args = ap.parse_args()
+    shift_table(bundled_or(args.models, args.data), args.data, lambda faces: camera_shifts(faces, args.side))
+
+
+if __name__ == "__main__":
+    main()
