@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/datasets/fer2013
 
-.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-lowres bundle-small-faces roll train-finetune-wide41 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
+.PHONY: demo test browser serve install train train-gpu train-gen2 train-finetune train-finetune2 train-finetune3 train-lowres bundle-small-faces roll camera train-finetune-wide41 train-gpu-members train-fast test-fast train-restart train-stages member bundle bundle-default-int8 bundle-int8 bundle-ensemble bundle-ensemble-s24 bundle-ensemble-s8 evaluate benchmark report speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,11 @@ roll: $(VENV)/.test
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 4 --json runs/roll-val-x4.json
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --json runs/roll-val-x2.json
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --refine 160 --thresholds 15 --clips --json runs/roll-val-x2-refine.json
+
+## camera: JPEG, blur and noise on val (session 40, docs/accuracy.md): the bundled models on degraded 96 px faces, then the sharpness threshold under which the default routes a blurred crop to small-faces, chosen on val (about 12 min on 2 cores)
+camera: $(VENV)/.test
+	$(BIN)/python benchmarks/camera.py default default-int8 small-faces int8 --data $(DATA)
+	$(BIN)/python benchmarks/sharpness.py --data $(DATA)
 
 ## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted; session 28: val 70.38%, test 71.64%, not bundled)
 train-gen2: runs/teacher3/teacher.onnx
