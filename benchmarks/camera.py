@@ -9,6 +9,8 @@ face from a photo:
 - ``jpeg Q``: encoded and decoded by OpenCV at JPEG quality Q (``cv2.IMWRITE_JPEG_QUALITY``;
   a phone saves at about 90, web pages at 50-75, heavy compression at 15-30);
 - ``blur S``: Gaussian blur of standard deviation S px at that side (``cv2.GaussianBlur``);
+- ``motion L``: motion blur, the face smeared along a horizontal line of L px (a head
+  turning during the exposure; ``cv2.filter2D`` with a 1 x L box kernel, session 40);
 - ``noise S``: added Gaussian noise of standard deviation S grey levels, clipped to 0-255
   (seeded: the same noise for every model).
 
@@ -31,6 +33,7 @@ from lighting import bundled_or, shift_table
 
 JPEG = (75, 50, 30, 15)
 BLUR = (1.0, 2.0, 3.0)
+MOTION = (5, 9, 15)
 NOISE = (8.0, 16.0, 32.0)
 
 
@@ -44,6 +47,9 @@ def camera_shifts(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str,
                                                   cv2.IMREAD_GRAYSCALE) for f in big])
     for s in BLUR:
         out[f"blur {s:g}"] = np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in big])
+    for n in MOTION:
+        kernel = np.full((1, n), 1.0 / n, dtype=np.float32)
+        out[f"motion {n}"] = np.stack([cv2.filter2D(f, -1, kernel, borderType=cv2.BORDER_REPLICATE) for f in big])
     rng = np.random.default_rng(seed)
     for s in NOISE:
         noisy = big.astype(np.float32) + rng.normal(0.0, s, big.shape).astype(np.float32)
