@@ -115,7 +115,7 @@ roll: $(VENV)/.test
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --json runs/roll-val-x2.json
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --refine 160 --thresholds 15 --clips --json runs/roll-val-x2-refine.json
 
-## camera: JPEG, blur and noise on val (session 40, docs/accuracy.md): the bundled models on degraded 96 px faces, then the sharpness threshold under which the default routes a blurred crop to small-faces, chosen on val (about 12 min on 2 cores)
+## camera: JPEG, blur and noise on val (session 40, docs/accuracy.md): the bundled models on degraded 96 px faces, then the sharpness threshold under which the default routes a blurred crop to small-faces, chosen on val (about 20 min on 2 cores)
 camera: $(VENV)/.test
 	$(BIN)/python benchmarks/camera.py default default-int8 small-faces int8 --data $(DATA)
 	$(BIN)/python benchmarks/sharpness.py --data $(DATA)

@@ -20,7 +20,8 @@ passed); test, read once: blur mean 65.77% against the default's 54.81%, 48 px 7
 against 73.42%. ``ferkit.recognize.SMALL_FACES`` carries T (docs/accuracy.md, "Blur, JPEG
 and noise").
 
-    python benchmarks/sharpness.py [--split val] [--quantiles 1 2 5 10 20 30] [--data ../shared/datasets/fer2013]
+    python benchmarks/sharpness.py [--split val] [--quantiles 1 2 5 10 20 30] [--model default]
+        [--data ../shared/datasets/fer2013]
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/datasets/fer2013")
     ap.add_argument("--split", default="val", choices=["val", "test"])
+    ap.add_argument("--model", default="default", help="the base network (bundled name or .onnx)")
     ap.add_argument("--quantiles", type=float, nargs="+", default=[1, 2, 5, 10, 20, 30],
                     help="percent of val's clean 96 px faces under the threshold")
     args = ap.parse_args()
     data = load_fer2013(args.data)
-    base, small = OnnxClassifier("default"), OnnxClassifier("small-faces")
+    base, small = OnnxClassifier(args.model), OnnxClassifier("small-faces")
     val_clean = camera_shifts(data["val"].images)["none"]
     thresholds = np.percentile([sharpness(c) for c in val_clean], args.quantiles)
     split = data[args.split]
@@ -57,26 +59,26 @@ def main() -> None:
     for name, crops in faces.items():
         s = np.array([sharpness(c) for c in crops])
         p_base, p_small = base.predict_probs(crops).argmax(1), small.predict_probs(crops).argmax(1)
-        acc[name] = {"default": float((p_base == split.targets).mean()),
+        acc[name] = {"base": float((p_base == split.targets).mean()),
                      "small-faces": float((p_small == split.targets).mean())}
         for q, t in zip(args.quantiles, thresholds):
             acc[name][q] = float((np.where(s < t, p_small, p_base) == split.targets).mean())
             acc[name][f"routed {q}"] = float((s < t).mean())
-        print(f"{name}: default {acc[name]['default']:.2%}, small-faces {acc[name]['small-faces']:.2%}; sharpness "
+        print(f"{name}: {args.model} {acc[name]['base']:.2%}, small-faces {acc[name]['small-faces']:.2%}; sharpness "
               f"median {np.median(s):.3f}", flush=True)
     print(f"\n| {args.split} | " + " | ".join(CONDITIONS) + " | blur mean | " + " | ".join(REPORTED) + " |")
     print("|---" * (len(CONDITIONS) + len(REPORTED) + 2) + "|")
-    rows = ["default", "small-faces", *args.quantiles]
+    rows = ["base", "small-faces", *args.quantiles]
     for r in rows:
-        label = r if isinstance(r, str) else f"routed under the {r:g}% quantile (T {thresholds[args.quantiles.index(r)]:.3f})"
+        label = f"{args.model} alone" if r == "base" else r if isinstance(r, str) else f"routed under the {r:g}% quantile (T {thresholds[args.quantiles.index(r)]:.3f})"
         blur = np.mean([acc[c][r] for c in CONDITIONS[2:]])
         cells = [f"{100 * acc[c][r]:.2f}" + ("" if isinstance(r, str) else f" ({100 * acc[c][f'routed {r}']:.0f}%)")
                  for c in CONDITIONS + REPORTED]
         print(f"| {label} | " + " | ".join(cells[:len(CONDITIONS)]) + f" | {100 * blur:.2f} | "
               + " | ".join(cells[len(CONDITIONS):]) + " |")
     if args.split == "val":
-        ok = [q for q in args.quantiles if acc["none"][q] >= acc["none"]["default"] - 0.001
-              and acc["48 px"][q] >= acc["48 px"]["default"] - 0.001]
+        ok = [q for q in args.quantiles if acc["none"][q] >= acc["none"]["base"] - 0.001
+              and acc["48 px"][q] >= acc["48 px"]["base"] - 0.001]
         best = max(ok, key=lambda q: np.mean([acc[c][q] for c in CONDITIONS[2:]]), default=None)
         print(f"\nrule: passing quantiles {ok or 'none'}; chosen {best if best is not None else 'no routing'}")
 

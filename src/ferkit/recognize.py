@@ -120,7 +120,12 @@ DEFAULT_MARGIN = 0.0
 #: val faces, chosen on val by ``benchmarks/sharpness.py`` (rule in its docstring): blurred by
 #: 1-3 px, 64.60% against 54.07% on the mean; clean 96 px 71.69% against 71.72%, 48 px
 #: 72.03% against 72.00%.
-SMALL_FACES: dict[str, tuple[str, int, float]] = {"default": ("small-faces", 48, 0.279)}
+#: ``int8``, the speed model, routes to it at the same side and threshold since session 40
+#: (not chosen again; on val ``small-faces`` beats ``int8`` at every size under 48 px, and
+#: routed by sharpness ``int8`` went from 54.28% to 64.56% on the blurs' mean, 68.54% to
+#: 68.60% at 48 px and 68.65% to 68.68% on clean 96 px faces).
+SMALL_FACES: dict[str, tuple[str, int, float]] = {"default": ("small-faces", 48, 0.279),
+                                                  "int8": ("small-faces", 48, 0.279)}
 
 #: Degrees of eye roll (:func:`eye_roll`) beyond which :class:`Recognizer` turns a face
 #: upright before classifying it (:func:`level_crop`), when its detector gives eye landmarks.
