@@ -378,7 +378,8 @@ def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
     fast = Recognizer("int8")  # the speed model routes to the same network (session 40)
     assert fast.small_classifier.path.stem == "small-faces" and SMALL_FACES["int8"] == SMALL_FACES["default"]
     assert (fast.small_below, fast.sharpness_below) == (below, blurred_below)
-    assert Recognizer("default-int8").small_classifier is None  # routing belongs to the bundled pairs
+    assert Recognizer("default-int8").small_classifier.path.stem == "small-faces"
+    assert Recognizer("ensemble").small_classifier is None  # routing belongs to the pairs of SMALL_FACES
     lower = Recognizer(small_below=20)  # the pair, another side
     assert lower.small_below == 20 and lower.small_classifier.path.stem == "small-faces"
     assert Recognizer("int8", small_faces="int8").small_below == 48  # the model's input size

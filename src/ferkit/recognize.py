@@ -123,8 +123,11 @@ DEFAULT_MARGIN = 0.0
 #: ``int8``, the speed model, routes to it at the same side and threshold since session 40
 #: (not chosen again; on val ``small-faces`` beats ``int8`` at every size under 48 px, and
 #: routed by sharpness ``int8`` went from 54.28% to 64.56% on the blurs' mean, 68.54% to
-#: 68.60% at 48 px and 68.65% to 68.68% on clean 96 px faces).
+#: 68.60% at 48 px and 68.65% to 68.68% on clean 96 px faces). So does ``default-int8``
+#: (val: blurs' mean 64.61% against 54.15%, 48 px 72.00% against 71.97%, clean 96 px equal;
+#: ``small-faces`` ahead at every size under 48 px).
 SMALL_FACES: dict[str, tuple[str, int, float]] = {"default": ("small-faces", 48, 0.279),
+                                                  "default-int8": ("small-faces", 48, 0.279),
                                                   "int8": ("small-faces", 48, 0.279)}
 
 #: Degrees of eye roll (:func:`eye_roll`) beyond which :class:`Recognizer` turns a face
