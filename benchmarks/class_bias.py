@@ -50,7 +50,7 @@ def fit_bias(logits: np.ndarray, targets: np.ndarray, max_sweeps: int = 10) -> n
     """The (C,) bias of the module docstring's coordinate ascent, fitted on these faces."""
     labels = np.arange(logits.shape[1])
     bias = np.zeros(logits.shape[1])
-    floor = float(((logits).argmax(1) == targets).mean())
+    floor = float((logits.argmax(1) == targets).mean())
     best = f1_score(targets, logits.argmax(1), labels=labels, average="macro", zero_division=0)
     for _ in range(max_sweeps):
         changed = False

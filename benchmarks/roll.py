@@ -119,9 +119,8 @@ def main() -> None:
     modes = ["box", "level"] + [f"level>{t:g}" for t in args.thresholds] + [f"clip{t:g}" for t in args.clips]
     if many:
         modes += [f"level>{t:g}@{name}" for name, _, _ in patches for t in args.thresholds]
-    report = {"split": args.split, "model": args.model, "scale": args.scale, "refine": args.refine, "refine_patches": args.refine_patches,
-              "faces": len(images),
-              "own_crops": own, "angles": {}}
+    report = {"split": args.split, "model": args.model, "scale": args.scale, "refine": args.refine,
+              "refine_patches": args.refine_patches, "faces": len(images), "own_crops": own, "angles": {}}
     for angle in args.angles:
         t0 = time.time()
         found = find(rec, images, args.scale, angle, args.max_offset)
@@ -165,9 +164,8 @@ def main() -> None:
                                                 for i in idx]).argmax(1)
             acc[f"clip{t:g}"] = float((pred == y).mean())
             touched[f"clip{t:g}"] = len(idx) / len(y)
-        refine_ms = {}
-        for name, (r, ms) in refined.items() if many else ():
-            refine_ms[name] = ms
+        refine_ms = {name: ms for name, (_, ms) in refined.items()}
+        for name, (r, _) in refined.items() if many else ():
             idx = np.flatnonzero(np.abs(r) > min(args.thresholds))
             p_ref = p_box.copy()
             if len(idx):

@@ -307,10 +307,10 @@ def create_app(recognizer: Recognizer | None = None, max_upload_bytes: int = DEF
     @app.get("/health", summary="Status, model and limits")
     async def health() -> dict:
         """Status, ferkit version, the model (name, file, class names), the small-face
-        network faces under ``below_px`` or of a sharpness under ``sharpness_below`` go
-        to (``null``: none), the eye roll in degrees
-        beyond which a face is turned upright (``null``: never), the box side in pixels under
-        which its landmarks are refined first (0: never) and the upload limit."""
+        network that faces under ``below_px`` or of a sharpness under ``sharpness_below``
+        go to (``null``: none), the eye roll in degrees beyond which a face is turned
+        upright (``null``: never), the face side in pixels under which its landmarks are
+        refined first (0: never) and the upload limit."""
         return {"status": "ok", "version": __version__,
                 "model": {"name": model_meta.get("model"), "file": rec.classifier.path.name,
                           "input_size": rec.classifier.preprocessing.input_size},
