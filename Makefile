@@ -115,10 +115,10 @@ roll: $(VENV)/.test
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --json runs/roll-val-x2.json
 	$(BIN)/python benchmarks/roll.py --data $(DATA) --scale 2 --refine 160 --thresholds 15 --clips --json runs/roll-val-x2-refine.json
 
-## camera: JPEG, blur and noise on val (session 40, docs/accuracy.md): the bundled models on degraded 96 px faces, then the sharpness threshold under which the default routes a blurred crop to small-faces, chosen on val (about 20 min on 2 cores)
+## camera: JPEG, blur and noise on val (sessions 40-41, docs/accuracy.md): the bundled models on degraded 96 px faces, then the sharpness measure and threshold under which the default routes a blurred crop to small-faces, chosen on val with blur, noise and JPEG chained (about 30 min on 2 cores)
 camera: $(VENV)/.test
 	$(BIN)/python benchmarks/camera.py default default-int8 small-faces int8 --data $(DATA)
-	$(BIN)/python benchmarks/sharpness.py --data $(DATA)
+	$(BIN)/python benchmarks/sharpness.py --data $(DATA) --mixtures --measures laplacian log median laplacian32 --quantiles 1 2 5 10 --cache runs/sharpness-val.npz
 
 ## train-gen2: the bundled default's network and settings distilled from teacher3 on the 2-core CPU (configs/wide-gen2.yaml: 110 min in bf16 + the teacher's pass, about 17 min; resumes if interrupted; session 28: val 70.38%, test 71.64%, not bundled)
 train-gen2: runs/teacher3/teacher.onnx

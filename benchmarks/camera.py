@@ -14,6 +14,10 @@ face from a photo:
 - ``noise S``: added Gaussian noise of standard deviation S grey levels, clipped to 0-255
   (seeded: the same noise for every model).
 
+``camera_mixtures`` chains them as a camera does (session 41): the optics blur the face,
+the sensor adds noise, the file is JPEG-encoded: ``blur S + noise N`` and ``blur S +
+noise 8 + jpeg 50``.
+
 ``none`` is the enlarged face itself. The figures choose nothing: they say how far the
 bundled models carry to real images, and which degradation training should add.
 ``benchmarks/lighting.py`` measures lighting the same way, ``benchmarks/face_size.py``
@@ -35,6 +39,7 @@ JPEG = (75, 50, 30, 15)
 BLUR = (1.0, 2.0, 3.0)
 MOTION = (5, 9, 15)
 NOISE = (8.0, 16.0, 32.0)
+MIX_NOISE = (8.0, 16.0)
 
 
 def camera_shifts(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
@@ -43,8 +48,7 @@ def camera_shifts(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str,
     big = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in faces])
     out = {"none": big}
     for q in JPEG:
-        out[f"jpeg {q}"] = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, q])[1],
-                                                  cv2.IMREAD_GRAYSCALE) for f in big])
+        out[f"jpeg {q}"] = np.stack([_jpeg(f, q) for f in big])
     for s in BLUR:
         out[f"blur {s:g}"] = np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in big])
     for n in MOTION:
@@ -52,8 +56,32 @@ def camera_shifts(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str,
         out[f"motion {n}"] = np.stack([cv2.filter2D(f, -1, kernel, borderType=cv2.BORDER_REPLICATE) for f in big])
     rng = np.random.default_rng(seed)
     for s in NOISE:
-        noisy = big.astype(np.float32) + rng.normal(0.0, s, big.shape).astype(np.float32)
-        out[f"noise {s:g}"] = np.clip(noisy, 0, 255).round().astype(np.uint8)
+        out[f"noise {s:g}"] = _noisy(big, s, rng)
+    return out
+
+
+def _jpeg(face: np.ndarray, quality: int) -> np.ndarray:
+    return cv2.imdecode(cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+
+
+def _noisy(faces: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    noisy = faces.astype(np.float32) + rng.normal(0.0, sigma, faces.shape).astype(np.float32)
+    return np.clip(noisy, 0, 255).round().astype(np.uint8)
+
+
+def camera_mixtures(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
+    """(N, 48, 48) uint8 faces enlarged to ``side``, blurred, then noised, then (for the
+    last three) JPEG-encoded at quality 50, the order of a camera's pipeline: name ->
+    (N, side, side) uint8, names ``"blur S + noise N"`` (S 1-3 px, N 8 or 16 grey levels)
+    and ``"blur S + noise 8 + jpeg 50"``. Seeded: the same noise on every call."""
+    big = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in faces])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in BLUR:
+        blurred = np.stack([cv2.GaussianBlur(f, (0, 0), s) for f in big])
+        for n in MIX_NOISE:
+            out[f"blur {s:g} + noise {n:g}"] = _noisy(blurred, n, rng)
+        out[f"blur {s:g} + noise 8 + jpeg 50"] = np.stack([_jpeg(f, 50) for f in _noisy(blurred, 8.0, rng)])
     return out
 
 

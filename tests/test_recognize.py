@@ -353,7 +353,7 @@ def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
     rec = Recognizer()
     name, below, blurred_below = SMALL_FACES["default"]
     assert rec.small_classifier.path.stem == name == "small-faces" and rec.small_below == below
-    assert rec.sharpness_below == blurred_below == 0.279
+    assert rec.sharpness_below == blurred_below == 0.173
     rng = np.random.default_rng(1)
     crops = [cv2.GaussianBlur(rng.integers(0, 256, (s, s)).astype(np.uint8), (5, 5), 0)
              for s in (below + 30, 16, below - 1, below, 24, 90)]
@@ -361,7 +361,7 @@ def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
     face = square_crop(gray, GOLDEN_BOX, 0.05)  # about 190 px
     crops += [face, cv2.GaussianBlur(face, (0, 0), 6)]  # sharp; out of focus
     sharp = [sharpness(c) for c in crops]
-    assert sharp[-2] > 1 and sharp[-1] < 0.1 and min(sharp[:-1]) > blurred_below, sharp
+    assert sharp[-2] > 0.3 and sharp[-1] < 0.1 and min(sharp[:-1]) > blurred_below, sharp
     got = rec.classify_faces(crops)
     small = [max(c.shape) < below or v < blurred_below for c, v in zip(crops, sharp)]
     assert small == [False, True, True, False, True, False, False, True]
@@ -389,6 +389,9 @@ def test_small_faces_go_to_the_small_face_network_and_the_rest_to_the_model():
     with pytest.raises(ValueError, match="sharpness_below"):
         Recognizer(sharpness_below=-1)
     assert sharpness(np.full((60, 60), 100, np.uint8)) == 0  # a flat crop
+    blurred = cv2.resize(crops[-1], (96, 96), interpolation=cv2.INTER_AREA)
+    noisy = np.clip(blurred + np.random.default_rng(2).normal(0, 16, blurred.shape), 0, 255).astype(np.uint8)
+    assert sharpness(noisy) < blurred_below  # sensor noise on a blurred face is not taken for detail (session 41)
 
 
 def test_small_face_network_must_classify_the_same_classes(tmp_path):
@@ -428,7 +431,7 @@ def test_cli_small_faces_option_routes_or_not(tmp_path):
     assert np.allclose(routed, forced, atol=1e-5) and not np.allclose(routed, plain, atol=1e-3)
 
     # a large face out of focus goes to the small-face network too, unless --sharpness-below 0
-    cv2.imwrite(str(path), cv2.GaussianBlur(photo, (0, 0), 5))  # the face's sharpness about 0.12
+    cv2.imwrite(str(path), cv2.GaussianBlur(photo, (0, 0), 5))  # the face's sharpness about 0.09
     box, routed = probs(detector="yunet")
     assert max(box[2:]) > 150
     _, plain = probs("--sharpness-below", "0", detector="yunet")

@@ -130,7 +130,7 @@ def test_health_openapi_and_page(server):
     assert health["status"] == "ok" and health["max_upload_bytes"] == MAX_UPLOAD
     assert health["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert health["model"]["file"] == "default.onnx"
-    assert health["small_faces"] == {"file": "small-faces.onnx", "below_px": 48, "sharpness_below": 0.279}  # faces under 48 px or blurred
+    assert health["small_faces"] == {"file": "small-faces.onnx", "below_px": 48, "sharpness_below": 0.173}  # faces under 48 px or blurred
     assert health["align_above"] == 15 and health["refine_below"] == 0  # faces rolled beyond 15 degrees
     # are turned upright, on YuNet's own landmarks (refining them costs a detection per face)
     schema = httpx.get(f"{server}/openapi.json").json()

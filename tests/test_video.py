@@ -163,7 +163,7 @@ def test_timeline_tracks_gap_summary_and_outputs(clip, recognizer, tmp_path):
     doc = json.loads(json_path.read_text())
     assert doc["error"] is None and doc["fps"] == FPS and doc["settings"]["stride"] == 1
     small = doc["settings"]["small_faces"]
-    assert small["below_px"] == 48 and small["sharpness_below"] == 0.279  # the network faces under 48 px went to
+    assert small["below_px"] == 48 and small["sharpness_below"] == 0.173  # the network faces under 48 px went to
     assert doc["settings"]["small_faces"]["model"].endswith("small-faces.onnx")
     assert doc["settings"]["align_above"] == 15 and doc["settings"]["refine_below"] == 0
     assert len(doc["rows"]) == len(rows)

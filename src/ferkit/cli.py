@@ -130,9 +130,10 @@ def _add_recognizer_options(p) -> None:
                    help="crop side in photo pixels under which a face goes to --small-faces (default: "
                         "48 for the bundled pair, i.e. every face smaller than its input, else the model's input size)")
     p.add_argument("--sharpness-below", type=float, metavar="S",
-                   help="sharpness (ferkit.recognize.sharpness: variance of the Laplacian over the "
-                        "variance, at 48 px) under which a face of any size goes to --small-faces: a "
-                        "blurred face; 0 = never (default: 0.279 for the bundled pair, chosen on val)")
+                   help="sharpness (ferkit.recognize.sharpness: variance of the Laplacian of the "
+                        "median-filtered face over its variance, at 48 px) under which a face of any size "
+                        "goes to --small-faces: a blurred face; 0 = never (default: 0.173 for the bundled "
+                        "pairs, chosen on val)")
     p.add_argument("--align-above", type=_degrees_or_none, default=argparse.SUPPRESS, metavar="DEG",
                    help="turn a face upright before classifying it when its eyes are rolled by more "
                         "than DEG degrees (detectors with eye landmarks: yunet); none = never "
