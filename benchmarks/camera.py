@@ -70,10 +70,11 @@ def _noisy(faces: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndar
 
 
 def camera_mixtures(faces: np.ndarray, side: int = 96, seed: int = 0) -> dict[str, np.ndarray]:
-    """(N, 48, 48) uint8 faces enlarged to ``side``, blurred, then noised, then (for the
-    last three) JPEG-encoded at quality 50, the order of a camera's pipeline: name ->
-    (N, side, side) uint8, names ``"blur S + noise N"`` (S 1-3 px, N 8 or 16 grey levels)
-    and ``"blur S + noise 8 + jpeg 50"``. Seeded: the same noise on every call."""
+    """(N, 48, 48) uint8 faces enlarged to ``side``, blurred, then noised, and in the
+    ``"... + jpeg 50"`` conditions then JPEG-encoded at quality 50, in a camera's order:
+    name -> (N, side, side) uint8, names ``"blur S + noise N"`` (S 1-3 px, N 8 or 16 grey
+    levels) and ``"blur S + noise 8 + jpeg 50"``, nine in all. Seeded: the same noise on
+    every call."""
     big = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in faces])
     rng = np.random.default_rng(seed)
     out = {}
