@@ -46,6 +46,7 @@ from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013
 from ferkit.recognize import sharpness
 
+
 def _normalised_laplacian(x: np.ndarray, var_of: np.ndarray) -> float:
     var = float(var_of.var())
     return float(cv2.Laplacian(x, cv2.CV_32F).var()) / var if var > 1e-6 else 0.0
@@ -90,10 +91,12 @@ def main() -> None:
     ap.add_argument("--quantiles", type=float, nargs="+", default=[1, 2, 5, 10, 20, 30],
                     help="percent of val's clean 96 px faces under the threshold")
     ap.add_argument("--measures", nargs="+", default=["median"], choices=list(MEASURES),
-                    help="sharpness measures to route by (session 41's candidates; laplacian is the shipped one)")
+                    help="sharpness measures to route by (session 41's candidates; median is the shipped one, "
+                         "laplacian session 40's)")
     ap.add_argument("--mixtures", action="store_true",
                     help="also report blur chained with noise and JPEG (camera.camera_mixtures; session 41)")
-    ap.add_argument("--cache", help="an .npz file of the networks' predictions per condition, reused when present")
+    ap.add_argument("--cache", help="an .npz file of the networks' predictions, keyed by split, model name and "
+                         "condition, reused when present (delete it when a model file changes)")
     args = ap.parse_args()
     data = load_fer2013(args.data)
     val_clean = camera_shifts(data["val"].images)["none"]
