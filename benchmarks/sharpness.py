@@ -47,27 +47,25 @@ from ferkit.data import load_fer2013
 from ferkit.recognize import sharpness
 
 
-def _normalised_laplacian(x: np.ndarray, var_of: np.ndarray) -> float:
-    var = float(var_of.var())
-    return float(cv2.Laplacian(x, cv2.CV_32F).var()) / var if var > 1e-6 else 0.0
-
-
-def _at(crop: np.ndarray, side: int) -> np.ndarray:
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+def _laplacian_ratio(crop: np.ndarray, side: int = 48, smooth=None) -> float:
+    """var(Laplacian(smooth(x))) / var(x), ``x`` the crop at ``side`` px (``INTER_AREA``) as
+    float32; 0.0 for a flat crop."""
+    x = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    var = float(x.var())
+    return float(cv2.Laplacian(smooth(x) if smooth else x, cv2.CV_32F).var()) / var if var > 1e-6 else 0.0
 
 
 #: Session 41's candidate measures (plan 2 in its note: a measure that noise does not fool),
 #: each a float >= 0 for an (H, W) uint8 crop. ``laplacian`` is session 40's measure,
 #: ``median`` the one val chose and :func:`ferkit.recognize.sharpness` computes since.
 MEASURES = {
-    "laplacian": lambda c: _normalised_laplacian(_at(c, 48).astype(np.float32), _at(c, 48).astype(np.float32)),
+    "laplacian": _laplacian_ratio,
     # a Laplacian of Gaussian: the 48 px crop smoothed (sigma 1 px) before the Laplacian
-    "log": lambda c: _normalised_laplacian(cv2.GaussianBlur(_at(c, 48).astype(np.float32), (0, 0), 1.0),
-                                           _at(c, 48).astype(np.float32)),
+    "log": lambda c: _laplacian_ratio(c, smooth=lambda x: cv2.GaussianBlur(x, (0, 0), 1.0)),
     # the 48 px crop median-filtered (3 x 3) before the Laplacian
     "median": sharpness,
     # session 40's measure at 32 px, where INTER_AREA averages more of the noise
-    "laplacian32": lambda c: _normalised_laplacian(_at(c, 32).astype(np.float32), _at(c, 32).astype(np.float32)),
+    "laplacian32": lambda c: _laplacian_ratio(c, 32),
 }
 
 CONDITIONS = ("48 px", "none", "blur 1", "blur 2", "blur 3")
