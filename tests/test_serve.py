@@ -210,6 +210,9 @@ def test_stream_detects_on_a_small_copy_and_crops_from_the_full_frame(server):
     [got] = answer["faces"]
     assert tuple(got["box"]) == expected.box
     assert got["probs"] == pytest.approx(expected.probs, abs=1e-4)  # a new track's first probabilities
+    # YuNet's points, found at 320 px and mapped back to the full frame, as the library gives them
+    assert (got["landmarks"], got["roll"]) == (expected.to_dict()["landmarks"], expected.to_dict()["roll"])
+    assert all(300 <= x <= 400 and 150 <= y <= 250 for x, y in got["landmarks"])
 
 
 def test_stream_drops_stale_frames_instead_of_queueing(server):

@@ -84,6 +84,17 @@ def test_live_camera_page_shows_box_label_chart_and_fps(server, y4m, tmp_path):
         box = [int(v) for v in face["box"].split(",")]
         assert max(abs(a - b) for a, b in zip(box, expected.box)) <= 12, (box, expected.box)
         assert _painted_pixels(page, "overlay") > 500  # the box and label are drawn over the video
+        # YuNet's five points, mapped from the 640 px frame the page sends, each drawn as a dot
+        # (inside the face, where neither the box's outline nor the label reaches)
+        landmarks, alpha = page.evaluate("""() => {
+            const c = document.getElementById('overlay'), li = document.querySelector('#faces li.face');
+            const points = JSON.parse(li.dataset.landmarks), s = c.width / 640;
+            const d = c.getContext('2d');
+            return [points, points.map(([x, y]) => d.getImageData(Math.round(x * s), Math.round(y * s), 1, 1).data[3])];
+        }""")
+        assert len(landmarks) == 5 and min(alpha) > 0, alpha
+        assert max(abs(a - b) for p, q in zip(landmarks, expected.landmarks) for a, b in zip(p, q)) <= 12
+        assert float(face["roll"]) == 0  # an upright face is not turned
         assert page.locator("#chart").is_visible()
         assert page.locator("#chart .bar-row").count() == 7
         widest = page.eval_on_selector_all("#chart .bar", "bars => Math.max(...bars.map(b => b.offsetWidth))")

@@ -334,6 +334,51 @@ def test_tracker_smooths_per_track_and_restarts_for_a_new_track():
     assert back.track_id == 3 and np.allclose(back.probs, p1)
 
 
+def test_tracker_keeps_each_tracks_last_landmarks_and_roll():
+    """A matched track takes its detection's landmarks and roll as they are (not smoothed);
+    a face without (Haar) gives None and 0.0; counts that do not match the boxes are refused."""
+    tracker, probs = IouTracker(), np.full((2, 7), 1 / 7)
+    eyes = [((10, 20), (40, 21)), ((110, 20), (140, 30))]
+    first = tracker.update([(0, 0, 50, 50), (100, 0, 50, 50)], probs, landmarks=eyes, rolls=[0.0, 18.4])
+    assert [(t.landmarks, t.roll) for t in first] == [(((10.0, 20.0), (40.0, 21.0)), 0.0),
+                                                      (((110.0, 20.0), (140.0, 30.0)), 18.4)]
+    moved = [((13, 20), (43, 22)), None]
+    second = tracker.update([(3, 0, 50, 50), (102, 0, 50, 50)], probs, landmarks=moved, rolls=[-2.5, 0.0])
+    assert [t.track_id for t in second] == [1, 2]
+    assert [(t.landmarks, t.roll) for t in second] == [(((13.0, 20.0), (43.0, 22.0)), -2.5), (None, 0.0)]
+    (plain,) = tracker.update([(3, 0, 50, 50)], probs[:1])  # no points given: none kept
+    assert (plain.landmarks, plain.roll) == (None, 0.0)
+    with pytest.raises(ValueError, match="expected 1 landmark lists, got 2"):
+        tracker.update([(3, 0, 50, 50)], probs[:1], landmarks=eyes)
+    with pytest.raises(ValueError, match="expected 1 rolls, got 0"):
+        tracker.update([(3, 0, 50, 50)], probs[:1], rolls=[])
+
+
+def test_stream_reports_the_landmarks_and_roll_of_each_tracks_face():
+    """YuNet on a rolled face: each tracked face carries the landmarks and roll that
+    Recognizer.predict gives for the frame it was detected in, also in its JSON; with
+    stride 2 the frame in between carries them over with the box."""
+    photo = cv2.imread(str(demo_image_path()))
+    h, w = photo.shape[:2]
+    rolled = cv2.warpAffine(photo, cv2.getRotationMatrix2D((w / 2, h / 2), 25, 1.0), (w, h),
+                            borderMode=cv2.BORDER_REPLICATE)
+    frames = [np.roll(rolled, 4 * i, axis=1) for i in range(3)]
+    rec = Recognizer(detector="yunet", threads=1)
+    stream = StreamRecognizer(rec, stride=2)
+    out = [stream.process(frame) for frame in frames]
+    assert [len(faces) for faces in out] == [1, 1, 1] and [f[0].track_id for f in out] == [1, 1, 1]
+    for i in (0, 2):  # detection passes
+        (expected,), (got,) = rec.predict(frames[i]), out[i]
+        assert got.detected and got.box == expected.box and got.landmarks == expected.landmarks
+        assert got.roll == expected.roll < -15  # rolled beyond align_above: turned upright
+    carried = out[1][0]
+    assert not carried.detected and (carried.box, carried.landmarks, carried.roll) == \
+        (out[0][0].box, out[0][0].landmarks, out[0][0].roll)
+    assert out[2][0].landmarks[0][0] > out[0][0].landmarks[0][0]  # the points follow the face
+    d = out[2][0].to_dict()
+    assert len(d["landmarks"]) == 5 and d["roll"] == round(out[2][0].roll, 1) and d["track_id"] == 1
+
+
 def test_tracker_matches_by_overlap_not_by_order():
     probs = np.full((2, 7), 1 / 7)
     tracker = IouTracker()

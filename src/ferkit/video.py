@@ -101,6 +101,10 @@ class Track:
         detector_confidence: the detector's score of the last matched box (or ``None``).
         hits: updates in which the track was matched (1 when new).
         missed: consecutive updates without a match since (0: matched in the last one).
+        landmarks: the last matched detection's facial points as (x, y) float pixels (YuNet:
+            five), or ``None`` (Haar, or none given); not smoothed.
+        roll: degrees by which the last matched face was turned before it was classified
+            (:attr:`ferkit.recognize.Face.roll`); 0.0 when none was given.
     """
 
     track_id: int
@@ -109,6 +113,16 @@ class Track:
     detector_confidence: float | None = None
     hits: int = 1
     missed: int = 0
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    roll: float = 0.0
+
+
+def _per_box(values: Sequence | None, default, n: int, what: str) -> list:
+    """``values`` as a list of ``n`` (``[default] * n`` for ``None``); ValueError otherwise."""
+    values = list(values) if values is not None else [default] * n
+    if len(values) != n:
+        raise ValueError(f"expected {n} {what}, got {len(values)}")
+    return values
 
 
 class IouTracker:
@@ -155,34 +169,41 @@ class IouTracker:
         self._next_id = 1
 
     def update(self, boxes: Sequence[tuple[int, int, int, int]], probs: np.ndarray,
-               confidences: Sequence[float | None] | None = None) -> list[Track]:
+               confidences: Sequence[float | None] | None = None,
+               landmarks: Sequence[Sequence[tuple[float, float]] | None] | None = None,
+               rolls: Sequence[float] | None = None) -> list[Track]:
         """Match one frame's detections to the tracks.
 
         Args:
             boxes: N boxes (x, y, w, h) in integer pixels.
             probs: (N, C) probabilities of those faces (rows summing to 1).
             confidences: N detector scores, or ``None``.
+            landmarks: N point lists ((x, y) float pixels each, or ``None`` for a face
+                without), or ``None``: kept as they are by the matched tracks.
+            rolls: N rolls in degrees (see :attr:`Track.roll`), or ``None`` (0.0 each).
 
         Returns:
             The N tracks of the detections, in the order of ``boxes`` (also kept in
             :attr:`visible`).
 
         Raises:
-            ValueError: probs or confidences do not have one row per box.
+            ValueError: probs, confidences, landmarks or rolls do not have one entry per box.
         """
         boxes = [tuple(int(v) for v in b) for b in boxes]
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim != 2 or len(probs) != len(boxes):
             raise ValueError(f"expected (N, C) probabilities for N={len(boxes)} boxes, "
                              f"got shape {probs.shape}")
-        confidences = list(confidences) if confidences is not None else [None] * len(boxes)
-        if len(confidences) != len(boxes):
-            raise ValueError(f"expected {len(boxes)} confidences, got {len(confidences)}")
+        confidences = _per_box(confidences, None, len(boxes), "confidences")
+        points = [None if p is None else tuple((float(x), float(y)) for x, y in p)
+                  for p in _per_box(landmarks, None, len(boxes), "landmark lists")]
+        rolls = [float(r) for r in _per_box(rolls, 0.0, len(boxes), "rolls")]
         pairs = greedy_match(iou_matrix([t.box for t in self.tracks], boxes), self.min_iou)
         of_detection: dict[int, Track] = {}
         for ti, di in pairs:
             track = self.tracks[ti]
             track.box, track.detector_confidence = boxes[di], confidences[di]
+            track.landmarks, track.roll = points[di], rolls[di]
             track.probs = self.alpha * probs[di] + (1 - self.alpha) * track.probs
             track.hits, track.missed = track.hits + 1, 0
             of_detection[di] = track
@@ -193,7 +214,8 @@ class IouTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for di in range(len(boxes)):
             if di not in of_detection:
-                of_detection[di] = Track(self._next_id, boxes[di], probs[di].copy(), confidences[di])
+                of_detection[di] = Track(self._next_id, boxes[di], probs[di].copy(), confidences[di],
+                                         landmarks=points[di], roll=rolls[di])
                 self._next_id += 1
                 self.tracks.append(of_detection[di])
         self.visible = [of_detection[di] for di in range(len(boxes))]
@@ -213,17 +235,15 @@ class TrackedFace(Face):
         detected: ``True`` when the face was detected in this very frame; ``False`` when
             it is carried over from the last detection pass (``stride`` > 1).
 
-    A track keeps no landmarks: ``landmarks`` is ``None`` and ``roll`` 0.0, and
-    :meth:`to_dict` leaves both out.
+    ``box``, ``landmarks`` and ``roll`` are those of the track's last detection: of this
+    frame when ``detected``, else carried over with the box (not smoothed, not moved).
     """
 
     track_id: int = 0
     detected: bool = True
 
     def to_dict(self) -> dict:
-        face = super().to_dict()
-        del face["landmarks"], face["roll"]
-        return {"track_id": self.track_id, **face, "detected": self.detected}
+        return {"track_id": self.track_id, **super().to_dict(), "detected": self.detected}
 
 
 class StreamRecognizer:
@@ -318,7 +338,8 @@ class StreamRecognizer:
             faces = self.recognizer.classify(frame, self._detect(frame))
             probs = np.array([[f.probs[n] for n in self.class_names] for f in faces], dtype=np.float64)
             self.tracker.update([f.box for f in faces], probs.reshape(len(faces), len(self.class_names)),
-                                [f.detector_confidence for f in faces])
+                                [f.detector_confidence for f in faces], [f.landmarks for f in faces],
+                                [f.roll for f in faces])
         self.frame_index += 1
         return [self._face(track, detected) for track in self.tracker.visible]
 
@@ -335,8 +356,8 @@ class StreamRecognizer:
         k = int(track.probs.argmax())
         return TrackedFace(box=track.box, probs={n: float(p) for n, p in zip(self.class_names, track.probs)},
                            label=self.class_names[k], score=float(track.probs[k]),
-                           detector_confidence=track.detector_confidence, track_id=track.track_id,
-                           detected=detected)
+                           detector_confidence=track.detector_confidence, landmarks=track.landmarks,
+                           roll=track.roll, track_id=track.track_id, detected=detected)
 
 
 # --------------------------------------------------------------------------- reading a video file

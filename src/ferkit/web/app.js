@@ -38,9 +38,11 @@ function caption(face) {
   return `${id}${face.label} ${face.score.toFixed(2)}`;
 }
 
-// Boxes (x, y, w, h) are in the pixels of the image the server saw; scale maps them to the canvas.
+// Boxes (x, y, w, h) and landmarks [x, y] are in the pixels of the image the server saw;
+// scale maps them to the canvas. Each landmark (YuNet's eyes, nose tip, mouth corners) is a dot.
 function drawFaces(ctx, faces, scale) {
   const font = Math.max(12, Math.round(ctx.canvas.width / 40));
+  const dot = Math.max(2, Math.round(ctx.canvas.width / 250));
   ctx.lineWidth = Math.max(2, Math.round(ctx.canvas.width / 300));
   ctx.font = `${font}px system-ui, sans-serif`;
   ctx.textBaseline = "bottom";
@@ -49,6 +51,11 @@ function drawFaces(ctx, faces, scale) {
     const text = caption(face);
     ctx.strokeStyle = ctx.fillStyle = colorOf(face.label);
     ctx.strokeRect(x, y, w, h);
+    for (const [px, py] of face.landmarks || []) {
+      ctx.beginPath();
+      ctx.arc(px * scale, py * scale, dot, 0, 2 * Math.PI);
+      ctx.fill();
+    }
     const tw = ctx.measureText(text).width + 8;
     const ty = y - font - 6 >= 0 ? y : y + h + font + 6;
     ctx.fillRect(x, ty - font - 6, tw, font + 6);
@@ -66,6 +73,8 @@ function listFaces(list, faces) {
     li.dataset.score = face.score.toFixed(4);
     li.dataset.box = face.box.join(",");
     if (face.track_id !== undefined) li.dataset.trackId = face.track_id;
+    if (face.landmarks) li.dataset.landmarks = JSON.stringify(face.landmarks);
+    li.dataset.roll = face.roll;
     const top = Object.entries(face.probs).sort((a, b) => b[1] - a[1]).slice(0, 3)
       .map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(", ");
     li.textContent = `${caption(face)} at (${face.box.join(", ")}): ${top}`;
