@@ -44,28 +44,20 @@ import numpy as np
 from camera import camera_mixtures, camera_shifts
 from ferkit.classifier import OnnxClassifier
 from ferkit.data import load_fer2013
-from ferkit.recognize import sharpness
-
-
-def _laplacian_ratio(crop: np.ndarray, side: int = 48, smooth=None) -> float:
-    """var(Laplacian(smooth(x))) / var(x), ``x`` the crop at ``side`` px (``INTER_AREA``) as
-    float32; 0.0 for a flat crop."""
-    x = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
-    var = float(x.var())
-    return float(cv2.Laplacian(smooth(x) if smooth else x, cv2.CV_32F).var()) / var if var > 1e-6 else 0.0
+from ferkit.recognize import laplacian_ratio, sharpness
 
 
 #: Session 41's candidate measures (plan 2 in its note: a measure that noise does not fool),
 #: each a float >= 0 for an (H, W) uint8 crop. ``laplacian`` is session 40's measure,
 #: ``median`` the one val chose and :func:`ferkit.recognize.sharpness` computes since.
 MEASURES = {
-    "laplacian": _laplacian_ratio,
-    # a Laplacian of Gaussian: the 48 px crop smoothed (sigma 1 px) before the Laplacian
-    "log": lambda c: _laplacian_ratio(c, smooth=lambda x: cv2.GaussianBlur(x, (0, 0), 1.0)),
+    "laplacian": laplacian_ratio,
+    # a Laplacian of Gaussian: the 48 px crop smoothed (sigma 1 px, in float32) before the Laplacian
+    "log": lambda c: laplacian_ratio(c, prefilter=lambda x: cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.0)),
     # the 48 px crop median-filtered (3 x 3) before the Laplacian
     "median": sharpness,
     # session 40's measure at 32 px, where INTER_AREA averages more of the noise
-    "laplacian32": lambda c: _laplacian_ratio(c, 32),
+    "laplacian32": lambda c: laplacian_ratio(c, 32),
 }
 
 CONDITIONS = ("48 px", "none", "blur 1", "blur 2", "blur 3")

@@ -320,6 +320,28 @@ def test_cli_predict_processes_good_files_despite_bad_ones(tmp_path):
     assert annotated.shape == cv2.imread(str(good)).shape
 
 
+def test_annotated_photo_marks_the_landmarks_unless_told_not_to(tmp_path, capsys):
+    from ferkit.cli import main
+    from ferkit.draw import COLORS
+
+    good = demo_image_path()
+    results = {}
+    for flag, folder in (((), "dots"), (("--no-landmarks",), "plain")):
+        assert main(["predict", str(good), "--annotate", str(tmp_path / folder), "--detector", "yunet", "--compact",
+                     *flag]) == 0
+        ((result,),) = [json.loads(capsys.readouterr().out)]
+        results[folder] = result
+    assert results["dots"]["faces"] == results["plain"]["faces"]
+    (face,) = results["dots"]["faces"]
+    dots, plain = (cv2.imread(str(tmp_path / folder / good.name)).astype(int) for folder in ("dots", "plain"))
+    for x, y in face["landmarks"]:  # a dot of the label's colour over each point, only without the flag
+        x, y = round(x), round(y)
+        assert np.abs(dots[y - 1:y + 2, x - 1:x + 2] - COLORS[face["label"]]).mean() < 25
+        assert np.abs(plain[y - 1:y + 2, x - 1:x + 2] - COLORS[face["label"]]).mean() > 25
+    x, y, w, h = face["box"]
+    assert np.abs(dots - plain)[y, x + 5:x + w - 5].mean() < 8  # the box is drawn in both
+
+
 def test_cli_demo_runs():
     r = _run("demo", "--compact")
     assert r.returncode == 0, r.stderr

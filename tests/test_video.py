@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ferkit.cli import main
-from ferkit.detect import HaarDetector
+from ferkit.detect import HaarDetector, YuNetDetector
+from ferkit.draw import COLORS
 from ferkit.recognize import Recognizer, demo_image_path
 from ferkit.video import (IouTracker, StreamRecognizer, VideoReader, analyze_video, iou_matrix,
                           timeline_columns)
@@ -76,8 +77,10 @@ def _read_csv(path) -> list[dict]:
         for k in ("frame", "track_id", "x", "y", "w", "h", "detected"):
             r[k] = int(r[k])
         for k in r:
-            if k == "timestamp_s" or k == "score" or k.startswith("prob_"):
+            if k in ("timestamp_s", "score", "roll") or k.startswith("prob_"):
                 r[k] = float(r[k])
+            elif k.endswith(("_x", "_y")):  # landmark columns: empty where a face has none
+                r[k] = float(r[k]) if r[k] else None
     return rows
 
 
@@ -158,6 +161,7 @@ def test_timeline_tracks_gap_summary_and_outputs(clip, recognizer, tmp_path):
         assert abs(sum(probs.values()) - 1) < 1e-4
         assert r["label"] == max(probs, key=probs.get) and r["score"] == probs[r["label"]]
         assert r["detected"] == 1
+        assert r["roll"] == 0.0  # Haar gives no landmarks: no roll, and no landmark columns
 
     # the JSON holds the same rows, the settings and the summary
     doc = json.loads(json_path.read_text())
@@ -377,6 +381,52 @@ def test_stream_reports_the_landmarks_and_roll_of_each_tracks_face():
     assert out[2][0].landmarks[0][0] > out[0][0].landmarks[0][0]  # the points follow the face
     d = out[2][0].to_dict()
     assert len(d["landmarks"]) == 5 and d["roll"] == round(out[2][0].roll, 1) and d["track_id"] == 1
+
+
+def test_yunet_timelines_have_each_faces_roll_and_landmarks_and_the_video_draws_them(tmp_path):
+    """With YuNet the CSV and JSON timelines have a roll column and x, y columns for each of
+    its five points, equal to what the stream gives for the decoded frames; the annotated
+    video marks the points with dots, and `ferkit video --no-landmarks` does not."""
+    photo = cv2.imread(str(demo_image_path()))
+    h, w = photo.shape[:2]
+    rolled = cv2.warpAffine(photo, cv2.getRotationMatrix2D((w / 2, h / 2), 25, 1.0), (w, h),
+                            borderMode=cv2.BORDER_REPLICATE)
+    small = rolled[:h // 8 * 8, :w // 8 * 8]  # full size: YuNet's points lag the roll of faces under ~100 px
+    path = tmp_path / "rolled.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, small.shape[1::-1])
+    for i in range(3):
+        writer.write(np.roll(small, 3 * i, axis=1))
+    writer.release()
+    decoded = [frame for _, _, frame in VideoReader(path)]
+
+    rec = Recognizer(detector="yunet", threads=1)
+    stream = StreamRecognizer(rec)
+    expected = [stream.process(frame) for frame in decoded]
+    csv_path, json_path, dots, plain = (tmp_path / n for n in ("t.csv", "t.json", "dots.avi", "plain.avi"))
+    analyze_video(path, StreamRecognizer(rec), out=dots, csv_path=csv_path, json_path=json_path)
+    names = YuNetDetector.landmark_names
+    rows = _read_csv(csv_path)
+    assert list(rows[0]) == timeline_columns(rec.class_names, names)
+    assert [k for k in rows[0] if k.endswith("_x")] == ["eye_l_x", "eye_r_x", "nose_x", "mouth_l_x", "mouth_r_x"]
+    assert [len(faces) for faces in expected] == [1, 1, 1] and len(rows) == 3
+    for row, (face,) in zip(rows, expected):
+        assert row["roll"] == round(face.roll, 1) and row["roll"] < -15  # turned upright
+        assert [(row[f"{n}_x"], row[f"{n}_y"]) for n in names] == \
+            [(round(x, 1), round(y, 1)) for x, y in face.landmarks]
+    assert rows[0]["eye_l_x"] < rows[0]["eye_r_x"]  # the eye on the image's left comes first
+    assert json.loads(json_path.read_text())["rows"] == rows
+
+    assert main(["video", str(path), "--out", str(plain), "--no-landmarks", "--detector", "yunet",
+                 "--threads", "1", "--no-progress"]) == 0
+    with_dots, without = ([f.astype(int) for _, _, f in VideoReader(p)] for p in (dots, plain))
+    for i, (face,) in enumerate(expected):
+        color = COLORS[face.label]
+        for x, y in face.landmarks:  # a dot of the label's colour over each point, only with landmarks on
+            x, y = round(x), round(y)
+            assert np.abs(with_dots[i][y - 1:y + 2, x - 1:x + 2] - color).mean() < 25
+            assert np.abs(without[i] - decoded[i])[y - 1:y + 2, x - 1:x + 2].mean() < 12
+        x, y, bw, bh = face.box
+        assert np.abs(with_dots[i] - without[i])[y, x + 5:x + bw - 5].mean() < 12  # the same box
 
 
 def test_tracker_matches_by_overlap_not_by_order():

@@ -14,6 +14,9 @@ import pytest
 from test_video import A_SIDE, FPS, SIZE, _face_crop, _frame
 
 from ferkit.cli import main
+from ferkit.draw import COLORS
+from ferkit.recognize import Recognizer
+from ferkit.video import StreamRecognizer
 from ferkit.webcam import gui_backend, run_webcam
 
 FERKIT = [sys.executable, "-m", "ferkit.cli"]
@@ -111,12 +114,13 @@ def test_bad_max_frames_and_output_suffix(clip, tmp_path):
         run_webcam(str(clip), window=False, out=tmp_path / "x.txt")
 
 
-def test_window_loop_shows_boxes_and_fps_and_quits_on_q(clip, monkeypatch):
-    # No OpenCV GUI can run here (opencv-python-headless, no display): stand in for the four
-    # window calls only, to check what the loop shows and that q ends it.
+def _fake_window(monkeypatch, keys) -> list[np.ndarray]:
+    """No OpenCV GUI can run here (opencv-python-headless, no display): stand in for the
+    window calls only, answering waitKey with ``keys``; returns the list the shown images
+    go into."""
     import ferkit.webcam as webcam
 
-    shown, keys = [], iter([-1, -1, -1, -1, ord("q")])
+    shown, keys = [], iter(keys)
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(webcam, "gui_backend", lambda: "TEST")
     monkeypatch.setattr(webcam.cv2, "namedWindow", lambda *a: None)
@@ -124,9 +128,29 @@ def test_window_loop_shows_boxes_and_fps_and_quits_on_q(clip, monkeypatch):
     monkeypatch.setattr(webcam.cv2, "waitKey", lambda delay: next(keys))
     monkeypatch.setattr(webcam.cv2, "getWindowProperty", lambda *a: 1.0)
     monkeypatch.setattr(webcam.cv2, "destroyAllWindows", lambda: None)
+    return shown
+
+
+def test_window_loop_shows_boxes_and_fps_and_quits_on_q(clip, monkeypatch):
+    shown = _fake_window(monkeypatch, [-1, -1, -1, -1, ord("q")])
     report = run_webcam(str(clip), window=True)
     assert report.frames == len(shown) == 5 and report.error is None
     raw = cv2.VideoCapture(str(clip)).read()[1]
     changed = np.any(shown[0] != raw, axis=2)
     assert changed[:40, :120].mean() > 0.05  # the FPS text in the top-left corner
     assert changed[40:, :].sum() > 500  # the face's box and caption
+
+
+def test_window_marks_yunets_landmarks_unless_told_not_to(clip, monkeypatch):
+    raw = cv2.VideoCapture(str(clip)).read()[1]
+    (face,) = StreamRecognizer(Recognizer(detector="yunet", threads=1)).process(raw)
+    assert len(face.landmarks) == 5
+    shown = {}
+    for landmarks in (True, False):
+        shown[landmarks] = _fake_window(monkeypatch, [-1])
+        run_webcam(str(clip), StreamRecognizer(Recognizer(detector="yunet", threads=1)), window=True,
+                   max_frames=1, landmarks=landmarks)
+    for x, y in face.landmarks:  # a dot of the label's colour over each point (the window is not compressed)
+        x, y = round(x), round(y)
+        assert (shown[True][0][y - 1:y + 2, x - 1:x + 2] == COLORS[face.label]).all()
+        assert np.array_equal(shown[False][0][y - 1:y + 2, x - 1:x + 2], raw[y - 1:y + 2, x - 1:x + 2])

@@ -189,7 +189,8 @@ def _add_predict(sub) -> None:
             p.add_argument("--batch-size", type=int, default=256, help="faces per classifier call (default 256)")
             p.add_argument("--no-progress", action="store_true", help="no progress bar (with --out)")
         p.add_argument("--annotate", metavar="DIR",
-                       help="write a copy of each image with boxes and labels into DIR")
+                       help="write a copy of each image with boxes, labels and landmarks into DIR")
+        p.add_argument("--no-landmarks", action="store_true", help="--annotate: draw no landmark dots")
         p.add_argument("--compact", action="store_true", help="one-line JSON")
 
 
@@ -216,7 +217,7 @@ def _cmd_predict(args) -> int:
         if not r.faces:
             print(f"ferkit: {r.path}: no face found", file=sys.stderr)
         if args.annotate:
-            saved = _save_annotated(r, Path(args.annotate), names_used)
+            saved = _save_annotated(r, Path(args.annotate), names_used, not args.no_landmarks)
             results[-1]["annotated"] = str(saved)
     print(json.dumps(results, indent=None if args.compact else 2))
     if failed:
@@ -251,7 +252,7 @@ def _predict_to_jsonl(rec, paths: list[str], args) -> int:
                 failed += 1
                 print(f"ferkit: {r.error}", file=sys.stderr)
             elif args.annotate:
-                record["annotated"] = str(_save_annotated(r, Path(args.annotate), names_used))
+                record["annotated"] = str(_save_annotated(r, Path(args.annotate), names_used, not args.no_landmarks))
             out.write(record)
             faces += len(r.faces)
             if bar is not None:
@@ -263,7 +264,7 @@ def _predict_to_jsonl(rec, paths: list[str], args) -> int:
     return 1 if failed else 0
 
 
-def _save_annotated(result, folder: Path, names_used: set[str]) -> Path:
+def _save_annotated(result, folder: Path, names_used: set[str], landmarks: bool = True) -> Path:
     import cv2
 
     from .draw import draw_faces
@@ -277,7 +278,7 @@ def _save_annotated(result, folder: Path, names_used: set[str]) -> Path:
         name = f"{src.stem}_{k}{suffix}"
     names_used.add(name)
     out = folder / name
-    if not cv2.imwrite(str(out), draw_faces(result.image, result.faces)):
+    if not cv2.imwrite(str(out), draw_faces(result.image, result.faces, landmarks=landmarks)):
         raise OSError(f"could not write {out}")
     return out
 
@@ -298,7 +299,9 @@ def _add_video(sub) -> None:
                                    "up to there are written), 2 when it cannot be read at all.")
     p.add_argument("input", metavar="INPUT", help="video file (anything OpenCV reads: mp4, avi, mkv, ...)")
     p.add_argument("--out", metavar="VIDEO",
-                   help="annotated copy (.mp4, .avi, .mkv, ...) with boxes, track ids, labels and scores")
+                   help="annotated copy (.mp4, .avi, .mkv, ...) with boxes, track ids, labels, scores and "
+                        "landmarks")
+    p.add_argument("--no-landmarks", action="store_true", help="--out: draw no landmark dots")
     p.add_argument("--csv", metavar="CSV", help="timeline: one row per face per frame")
     p.add_argument("--json", metavar="JSON", help="the same rows with settings and the summary")
     p.add_argument("--plot", metavar="PNG", help="probabilities over time per track (needs matplotlib)")
@@ -325,7 +328,8 @@ def _cmd_video(args) -> int:
                               stride=args.stride, detect_scale=args.detect_scale, min_iou=args.min_iou,
                               max_missed=args.max_missed, alpha=args.alpha)
     report = analyze_video(args.input, stream, out=args.out, csv_path=args.csv, json_path=args.json,
-                           plot=args.plot, fourcc=args.fourcc, progress=not args.no_progress)
+                           plot=args.plot, fourcc=args.fourcc, progress=not args.no_progress,
+                           landmarks=not args.no_landmarks)
     return _print_stream_report(report, Path(args.input).name, "video")
 
 
@@ -352,6 +356,7 @@ def _add_webcam(sub) -> None:
     p.add_argument("--camera", default="0", help="camera number or a video file (default 0)")
     p.add_argument("--no-window", action="store_true", help="no window: only record (--out, --csv, --json)")
     p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, ...)")
+    p.add_argument("--no-landmarks", action="store_true", help="draw no landmark dots (window and --out)")
     p.add_argument("--csv", metavar="CSV", help="timeline: one row per face per frame")
     p.add_argument("--json", metavar="JSON", help="the same rows with settings and the summary")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -373,7 +378,7 @@ def _cmd_webcam(args) -> int:
     stream = StreamRecognizer(_recognizer(args, threads=args.threads),
                               stride=args.stride, detect_scale=args.detect_scale, alpha=args.alpha)
     report = run_webcam(args.camera, stream, window=not args.no_window, out=args.out, csv_path=args.csv,
-                        json_path=args.json, max_frames=args.max_frames)
+                        json_path=args.json, max_frames=args.max_frames, landmarks=not args.no_landmarks)
     return _print_stream_report(report, report.path, "webcam")
 
 

@@ -69,7 +69,9 @@ class Detector(Protocol):
     fraction of its box's square side that :class:`~ferkit.recognize.Recognizer` adds on
     each side by default, so that its crops frame a face as FER2013's faces are framed
     (measured with ``benchmarks/crop_margin.py``); without one, the crop is the box's
-    square (:data:`ferkit.recognize.DEFAULT_MARGIN`).
+    square (:data:`ferkit.recognize.DEFAULT_MARGIN`). A detector whose detections carry
+    landmarks may also have ``landmark_names``: one short name per point, in the points'
+    order, which the video timelines use as column names (``NAME_x``, ``NAME_y``).
     """
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -162,6 +164,11 @@ class YuNetDetector:
     #: 72.54 / 73.78 / 72.25% for 48 px faces, 71.06 / 71.38 / 70.75% at 96 px and
     #: 71.13 / 70.01 / 69.73% at 192 px; 0.05 has the best mean over the three sizes.
     margin = 0.05
+
+    #: Names of the five landmarks (see :class:`Detector`), in :class:`Detection`'s order;
+    #: ``_l`` and ``_r`` are the image's left and right (for an upright face), not the
+    #: person's.
+    landmark_names = ("eye_l", "eye_r", "nose", "mouth_l", "mouth_r")
 
     def __init__(self, min_confidence: float = 0.5, max_side: int | None = 960):
         _import_yuface()

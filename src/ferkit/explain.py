@@ -332,7 +332,7 @@ def explain_image(image: str | os.PathLike, out_dir: str | os.PathLike, model: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{Path(image).stem}_gradcam.png"
-    if not cv2.imwrite(str(path), draw_faces(canvas, faces)):
+    if not cv2.imwrite(str(path), draw_faces(canvas, faces, landmarks=False)):  # the heat maps, unmarked
         raise OSError(f"could not write {path}")
     return {"image": str(image), "faces": [f.to_dict() for f in faces], "gradcam": str(path),
             **({} if faces else {"message": "no face found"})}

@@ -184,11 +184,29 @@ def sharpness(crop: np.ndarray) -> float:
     Returns:
         The measure, >= 0 (no unit); 0.0 for a flat crop.
     """
-    x = cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA)
+    return laplacian_ratio(crop, 48, lambda x: cv2.medianBlur(x, 3))
+
+
+def laplacian_ratio(crop: np.ndarray, side: int = 48, prefilter=None) -> float:
+    """``var(Laplacian(prefilter(x))) / var(x)``, ``x`` the crop resized to ``side`` x
+    ``side`` (``INTER_AREA``), the Laplacian OpenCV's 3 x 3 one in float32: the family of
+    focus measures :func:`sharpness` belongs to (``benchmarks/sharpness.py`` compares others).
+
+    Args:
+        crop: (H, W) uint8 gray crop.
+        side: the side in pixels it is measured at (>= 1).
+        prefilter: ``None``, or a function of the (side, side) uint8 crop that returns the
+            array the Laplacian is taken of (e.g. a median or Gaussian filter).
+
+    Returns:
+        The measure, >= 0 (no unit); 0.0 for a flat crop (variance under 1e-6).
+    """
+    x = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
     var = float(x.astype(np.float32).var())
     if var <= 1e-6:
         return 0.0
-    return float(cv2.Laplacian(cv2.medianBlur(x, 3).astype(np.float32), cv2.CV_32F).var()) / var
+    y = x if prefilter is None else prefilter(x)
+    return float(cv2.Laplacian(np.asarray(y, np.float32), cv2.CV_32F).var()) / var
 
 
 def square_crop(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:

@@ -299,6 +299,12 @@ class StreamRecognizer:
     def class_names(self) -> tuple[str, ...]:
         return self.recognizer.class_names
 
+    @property
+    def landmark_names(self) -> tuple[str, ...]:
+        """The detector's names of its landmarks (YuNet: five; none for Haar), the
+        timelines' landmark columns (:func:`timeline_columns`)."""
+        return tuple(getattr(self.recognizer.detector, "landmark_names", ()))
+
     def settings(self) -> dict:
         """The settings, JSON-ready (for a timeline's header)."""
         return {"stride": self.stride, "detect_scale": self.detect_scale, "min_iou": self.tracker.min_iou,
@@ -590,19 +596,37 @@ def format_summary(summary: dict, name: str = "video", max_tracks: int = 20) -> 
 # --------------------------------------------------------------------------- outputs
 
 
-def timeline_columns(class_names: Sequence[str]) -> list[str]:
-    """Column names of a timeline row (CSV header, JSON row keys)."""
+def timeline_columns(class_names: Sequence[str], landmark_names: Sequence[str] = ()) -> list[str]:
+    """Column names of a timeline row (CSV header, JSON row keys): ``frame``,
+    ``timestamp_s``, ``track_id``, the box ``x, y, w, h``, ``prob_<class>`` per class,
+    ``label``, ``score``, ``detected``, ``roll``, then ``<name>_x, <name>_y`` per landmark
+    name (the detector's ``landmark_names``; YuNet's five, none for Haar)."""
     return ["frame", "timestamp_s", "track_id", "x", "y", "w", "h",
-            *(f"prob_{n}" for n in class_names), "label", "score", "detected"]
+            *(f"prob_{n}" for n in class_names), "label", "score", "detected", "roll",
+            *(f"{n}_{axis}" for n in landmark_names for axis in "xy")]
 
 
-def timeline_row(frame_index: int, timestamp_s: float, face: TrackedFace) -> dict:
-    """One face of one frame as a flat dict with the keys of :func:`timeline_columns`;
-    probabilities and score are the track's smoothed ones, rounded to 6 decimals."""
+def timeline_row(frame_index: int, timestamp_s: float, face: TrackedFace,
+                 landmark_names: Sequence[str] = ()) -> dict:
+    """One face of one frame as a flat dict with the keys of :func:`timeline_columns`.
+
+    Probabilities and score are the track's smoothed ones, rounded to 6 decimals;
+    ``roll`` is the degrees by which the face was turned upright (0.0: not turned), to
+    0.1 degree; the landmarks are the track's last detection's (x, y) pixels of the
+    frame, to 0.1 pixel, ``None`` (an empty CSV cell) where the face has none. Points
+    beyond ``landmark_names`` have no column and are left out.
+    """
     x, y, w, h = face.box
+    points = face.landmarks or ()
+    marks = {}
+    for i, name in enumerate(landmark_names):
+        px, py = points[i] if i < len(points) else (None, None)
+        marks[f"{name}_x"] = None if px is None else round(float(px), 1)
+        marks[f"{name}_y"] = None if py is None else round(float(py), 1)
     return {"frame": frame_index, "timestamp_s": round(timestamp_s, 6), "track_id": face.track_id,
             "x": x, "y": y, "w": w, "h": h, **{f"prob_{n}": round(p, 6) for n, p in face.probs.items()},
-            "label": face.label, "score": round(face.score, 6), "detected": int(face.detected)}
+            "label": face.label, "score": round(face.score, 6), "detected": int(face.detected),
+            "roll": round(float(face.roll), 1), **marks}
 
 
 def temp_path(path: Path) -> Path:
@@ -622,9 +646,10 @@ class _Outputs:
     """
 
     def __init__(self, reader: VideoReader, stream: StreamRecognizer, out: Path | None, csv_path: Path | None,
-                 json_path: Path | None, plot: Path | None, fourcc: str | None):
+                 json_path: Path | None, plot: Path | None, fourcc: str | None, landmarks: bool = True):
         self.staged: list[tuple[Path, Path]] = []
-        self.class_names = stream.class_names
+        self.class_names, self.landmark_names = stream.class_names, stream.landmark_names
+        self.draw_landmarks = landmarks
         self.writer = self.csv_file = self.csv = self.json_file = None
         self.plot, self.series = plot, {} if plot else None
         self._rows = 0
@@ -637,7 +662,7 @@ class _Outputs:
                     raise FerkitError(f"{out}: OpenCV cannot write a {fourcc} video with this suffix")
             if csv_path:
                 self.csv_file = open(self._stage(csv_path), "w", newline="")
-                self.csv = csv.DictWriter(self.csv_file, timeline_columns(self.class_names))
+                self.csv = csv.DictWriter(self.csv_file, timeline_columns(self.class_names, self.landmark_names))
                 self.csv.writeheader()
             if json_path:
                 self.json_file = open(self._stage(json_path), "w")
@@ -665,9 +690,9 @@ class _Outputs:
         """Write one frame's rows and annotated frame."""
         if self.writer is not None:
             self.writer.write(draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}"
-                                                              for f in faces]))
+                                                              for f in faces], landmarks=self.draw_landmarks))
         for face in faces:
-            row = timeline_row(frame_index, timestamp_s, face)
+            row = timeline_row(frame_index, timestamp_s, face, self.landmark_names)
             if self.csv is not None:
                 self.csv.writerow(row)
             if self.json_file is not None:
@@ -787,7 +812,7 @@ class VideoReport:
 def analyze_video(path: str | os.PathLike, stream: StreamRecognizer | None = None, *,
                   out: str | os.PathLike | None = None, csv_path: str | os.PathLike | None = None,
                   json_path: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-                  fourcc: str | None = None, progress: bool = False) -> VideoReport:
+                  fourcc: str | None = None, progress: bool = False, landmarks: bool = True) -> VideoReport:
     """Tracked, smoothed emotions of every face in a video file, frame by frame.
 
     Frames are streamed (one in memory at a time) through ``stream``. Each output is
@@ -798,13 +823,16 @@ def analyze_video(path: str | os.PathLike, stream: StreamRecognizer | None = Non
     Args:
         path: the video (anything OpenCV reads: mp4, avi, mkv, ...).
         stream: a fresh :class:`StreamRecognizer` (it is reset); ``None`` for defaults.
-        out: annotated video (boxes, ``#track label score``), same size, fps and frame
-            count as the input (30 fps when the input states none).
-        csv_path: timeline CSV, one row per face per frame (:func:`timeline_columns`).
+        out: annotated video (boxes, ``#track label score``, landmarks as dots), same size,
+            fps and frame count as the input (30 fps when the input states none).
+        csv_path: timeline CSV, one row per face per frame (:func:`timeline_columns`,
+            with the roll and landmark columns).
         json_path: the same rows as JSON, with a header (video, settings) and the summary.
         plot: PNG of the probabilities over time per track (needs matplotlib).
         fourcc: codec of ``out``; default from its suffix (:data:`FOURCC_BY_SUFFIX`).
         progress: show a tqdm bar with frames/s when tqdm is installed.
+        landmarks: draw the landmarks on ``out`` (:func:`~ferkit.draw.draw_faces`); the
+            timelines have their columns either way.
 
     Returns:
         A :class:`VideoReport`; its ``error`` is set when the video broke off mid-way.
@@ -820,7 +848,8 @@ def analyze_video(path: str | os.PathLike, stream: StreamRecognizer | None = Non
     stream.reset()
     with VideoReader(path) as video:
         summary = TimelineSummary(stream.class_names, video.fps)
-        outputs = _Outputs(video, stream, paths["out"], paths["csv"], paths["json"], paths["plot"], fourcc)
+        outputs = _Outputs(video, stream, paths["out"], paths["csv"], paths["json"], paths["plot"], fourcc,
+                           landmarks)
         bar, start, error = None, time.perf_counter(), None
         try:
             bar = _progress_bar(video.frame_count, path.name, progress)

@@ -152,11 +152,11 @@ def draw_fps(image: np.ndarray, fps: float) -> np.ndarray:
 def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *, window: bool = True,
                out: str | os.PathLike | None = None, csv_path: str | os.PathLike | None = None,
                json_path: str | os.PathLike | None = None, max_frames: int | None = None,
-               fourcc: str | None = None) -> VideoReport:
+               fourcc: str | None = None, landmarks: bool = True) -> VideoReport:
     """Show (and/or record) the tracked emotions of the faces in front of a camera.
 
-    The window shows each frame with the faces' boxes, ``#track label score`` and the
-    processing rate in frames per second (an exponential moving average); ``q``, Esc,
+    The window shows each frame with the faces' boxes, ``#track label score``, their
+    landmarks as dots (YuNet) and the processing rate in frames per second (an exponential moving average); ``q``, Esc,
     closing the window, or Ctrl-C stop it, as does the end of a video file or
     ``max_frames``. The outputs are those of :func:`~ferkit.video.analyze_video`
     (written under temporary names, renamed at the end, also after Ctrl-C).
@@ -170,6 +170,7 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
         csv_path, json_path: timelines, one row per face per frame.
         max_frames: stop after this many frames (``None``: until stopped).
         fourcc: codec of ``out``; default from its suffix.
+        landmarks: draw each face's landmarks as dots in the window and on ``out``.
 
     Returns:
         A :class:`~ferkit.video.VideoReport` (``error`` set when a camera stopped
@@ -195,7 +196,7 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
         raise
     with source:
         summary = TimelineSummary(stream.class_names, source.fps)
-        outputs = _Outputs(source, stream, paths["out"], paths["csv"], paths["json"], None, fourcc)
+        outputs = _Outputs(source, stream, paths["out"], paths["csv"], paths["json"], None, fourcc, landmarks)
         start = last = time.perf_counter()
         fps, error = 0.0, None
         try:
@@ -207,7 +208,8 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
                 rate = 1 / max(now - last, 1e-6)
                 fps, last = (rate if index == 0 else 0.9 * fps + 0.1 * rate), now
                 if window:
-                    shown = draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}" for f in faces])
+                    shown = draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}" for f in faces],
+                                       landmarks=landmarks)
                     cv2.imshow(WINDOW_TITLE, draw_fps(shown, fps))
                     key = cv2.waitKey(1) & 0xFF
                     if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
