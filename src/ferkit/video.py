@@ -686,11 +686,18 @@ class _Outputs:
         self.staged.append((tmp, final))
         return tmp
 
-    def add(self, frame_index: int, timestamp_s: float, frame: np.ndarray, faces: list[TrackedFace]) -> None:
-        """Write one frame's rows and annotated frame."""
+    def annotate(self, frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
+        """A copy of the frame with each face's box, ``#track label score`` and (unless
+        turned off) landmarks: what the annotated video and the webcam window show."""
+        return draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}" for f in faces],
+                          landmarks=self.draw_landmarks)
+
+    def add(self, frame_index: int, timestamp_s: float, frame: np.ndarray, faces: list[TrackedFace],
+            annotated: np.ndarray | None = None) -> None:
+        """Write one frame's rows and annotated frame (``annotated``, when the caller has
+        already drawn it with :meth:`annotate`)."""
         if self.writer is not None:
-            self.writer.write(draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}"
-                                                              for f in faces], landmarks=self.draw_landmarks))
+            self.writer.write(annotated if annotated is not None else self.annotate(frame, faces))
         for face in faces:
             row = timeline_row(frame_index, timestamp_s, face, self.landmark_names)
             if self.csv is not None:

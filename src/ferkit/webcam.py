@@ -21,7 +21,6 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .draw import draw_faces
 from .errors import FerkitError, VideoReadError
 from .video import StreamRecognizer, TimelineSummary, VideoReader, VideoReport, _check_outputs, _Outputs
 
@@ -156,9 +155,9 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
     """Show (and/or record) the tracked emotions of the faces in front of a camera.
 
     The window shows each frame with the faces' boxes, ``#track label score``, their
-    landmarks as dots (YuNet) and the processing rate in frames per second (an exponential moving average); ``q``, Esc,
-    closing the window, or Ctrl-C stop it, as does the end of a video file or
-    ``max_frames``. The outputs are those of :func:`~ferkit.video.analyze_video`
+    landmarks as dots (YuNet) and the processing rate in frames per second (an
+    exponential moving average); ``q``, Esc, closing the window, or Ctrl-C stop it, as
+    does the end of a video file or ``max_frames``. The outputs are those of :func:`~ferkit.video.analyze_video`
     (written under temporary names, renamed at the end, also after Ctrl-C).
 
     Args:
@@ -203,14 +202,13 @@ def run_webcam(camera: str | int = 0, stream: StreamRecognizer | None = None, *,
             for index, timestamp_s, frame in source:
                 faces = stream.process(frame)
                 summary.add(timestamp_s, faces)
-                outputs.add(index, timestamp_s, frame, faces)
+                shown = outputs.annotate(frame, faces) if window else None  # drawn once, for both
+                outputs.add(index, timestamp_s, frame, faces, shown)
                 now = time.perf_counter()
                 rate = 1 / max(now - last, 1e-6)
                 fps, last = (rate if index == 0 else 0.9 * fps + 0.1 * rate), now
                 if window:
-                    shown = draw_faces(frame, faces, texts=[f"#{f.track_id} {f.label} {f.score:.2f}" for f in faces],
-                                       landmarks=landmarks)
-                    cv2.imshow(WINDOW_TITLE, draw_fps(shown, fps))
+                    cv2.imshow(WINDOW_TITLE, draw_fps(shown, fps))  # after the write: no FPS in --out
                     key = cv2.waitKey(1) & 0xFF
                     if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
                         break
