@@ -449,6 +449,47 @@ def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
                "--out", tmp_path / "bad", "--no-progress").returncode == 2
 
 
+def test_swa_averages_the_runs_tail_at_its_constant_lr_and_val_measures_the_average(tiny_csv, tmp_path):
+    from ferkit.checkpoint import build_model
+    from ferkit.data import load_fer2013
+    from ferkit.preprocess import Preprocessing
+    from ferkit.train import predict_logits
+
+    out = tmp_path / "swa"
+    args = ("train", "--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out, "--no-progress",
+            "--seed", 1, "--threads", 1, "--lr", 0.05, "--swa", 0.5, "--swa-lr", 0.004, "--patience", 0)
+    r = run(*args, "--epochs", 4)
+    assert r.returncode == 0, r.stderr
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    history = last["history"]
+    # the first epoch is before the average; epochs 2-4 end at half the run or later
+    assert "val_acc_raw" not in history[0] and all(0 <= h["val_acc_raw"] <= 1 for h in history[1:])
+    assert int(last["swa_state"]["n_averaged"]) == 3
+    assert history[0]["lr"] != pytest.approx(0.004)
+    assert [h["lr"] for h in history[1:]] == pytest.approx([0.004] * 3)  # held, not annealed
+    swa = {k[len("module."):]: v for k, v in last["swa_state"].items() if k.startswith("module.")}
+    assert set(swa) == set(last["state_dict"])
+    w = "features.0.weight"
+    assert not torch.allclose(swa[w], last["state_dict"][w])  # an average, not the raw weights
+    model = build_model(last)
+    model.load_state_dict(swa)
+    val = load_fer2013(tiny_csv)["val"]
+    acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
+                 == val.targets).mean())
+    assert acc == pytest.approx(history[-1]["val_acc"])
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    if best["epoch"] == 4:
+        assert torch.equal(best["state_dict"][w], swa[w])
+    r = run(*args, "--epochs", 5, "--resume")  # the average survives a resume and takes epoch 5 in
+    assert r.returncode == 0, r.stderr
+    resumed = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert int(resumed["swa_state"]["n_averaged"]) == 4
+    for bad in (("--swa", 1.0), ("--swa-lr", 0.01), ("--swa", 0.5, "--ema", 0.9)):
+        r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, *bad,
+                "--out", tmp_path / "bad", "--no-progress")
+        assert r.returncode == 2 and "swa" in r.stderr
+
+
 def test_bf16_autocast_trains_float32_weights_close_to_fp32(tiny_csv, tmp_path):
     """bf16 changes the arithmetic, not the run: same seed, float32 weights, nearby values."""
     runs = {}

@@ -38,6 +38,11 @@ def _add_train(sub) -> None:
                    help="wall-time budget in minutes: the one-cycle schedule runs on time and "
                         "training stops when it is spent (--epochs stays the upper bound; 0: off)")
     p.add_argument("--ema", type=float, help="decay per step of a weight moving average (0: off; e.g. 0.999)")
+    p.add_argument("--swa", type=float, metavar="SHARE",
+                   help="stochastic weight averaging: average the weights once an epoch after this share "
+                        "of the run (0: off; e.g. 0.75; not with --ema)")
+    p.add_argument("--swa-lr", type=float, help="with --swa, hold the LR at this value while averaging "
+                                                "(0: the schedule runs on)")
     p.add_argument("--input-size", type=int,
                    help="resize faces to this side in pixels for training and inference "
                         "(0: the data's own, 48 for FER2013)")
@@ -95,7 +100,7 @@ def _cmd_train(args) -> int:
 
     overrides = {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
-                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "input_size", "equalize", "init",
+                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "swa", "swa_lr", "input_size", "equalize", "init",
                 "erase", "lowres", "lowres_min", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
                 "teacher", "distill_weight", "distill_temperature", "self_distill", "device", "threads", "skip_bad"):
         value = getattr(args, key)
