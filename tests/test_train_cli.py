@@ -416,12 +416,29 @@ def test_export_with_crops_tta_averages_seven_views(trained_run, tmp_path):
     assert not np.allclose(logits, plain, atol=1e-2)  # the views do change the answer
 
 
-def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
+def _average_is_what_val_measured(last: dict, key: str, data) -> dict:
+    """The weight average a run's ``last.pt`` keeps under ``key`` (``ema_state`` or
+    ``swa_state``), checked to differ from the raw weights and to give the last epoch's
+    val accuracy."""
     from ferkit.checkpoint import build_model
     from ferkit.data import load_fer2013
     from ferkit.preprocess import Preprocessing
     from ferkit.train import predict_logits
 
+    average = {k[len("module."):]: v for k, v in last[key].items() if k.startswith("module.")}
+    assert set(average) == set(last["state_dict"])
+    w = "features.0.weight"
+    assert not torch.allclose(average[w], last["state_dict"][w])  # an average, not the raw weights
+    model = build_model(last)
+    model.load_state_dict(average)
+    val = load_fer2013(data)["val"]
+    acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
+                 == val.targets).mean())
+    assert acc == pytest.approx(last["history"][-1]["val_acc"])
+    return average
+
+
+def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
     out = tmp_path / "ema"
     args = ("train", "--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out,
             "--no-progress", "--seed", 1, "--threads", 1, "--ema", 0.5, "--patience", 0)
@@ -429,17 +446,9 @@ def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
     r = run(*args, "--epochs", 2, "--resume")  # the average survives a resume
     assert r.returncode == 0, r.stderr
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-    ema = {k[len("module."):]: v for k, v in last["ema_state"].items() if k.startswith("module.")}
     assert int(last["ema_state"]["n_averaged"]) > 1
-    assert set(ema) == set(last["state_dict"])
+    ema = _average_is_what_val_measured(last, "ema_state", tiny_csv)
     w = "features.0.weight"
-    assert not torch.allclose(ema[w], last["state_dict"][w])  # an average, not the raw weights
-    model = build_model(last)
-    model.load_state_dict(ema)
-    val = load_fer2013(tiny_csv)["val"]
-    acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
-                 == val.targets).mean())
-    assert acc == pytest.approx(last["history"][-1]["val_acc"])
     assert 0 <= last["history"][-1]["val_acc_raw"] <= 1  # the raw weights' val accuracy, on record
     assert "val_acc_raw" in (out / "history.csv").read_text().splitlines()[0]
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
@@ -450,11 +459,6 @@ def test_weight_ema_is_what_val_measures_and_best_keeps(tiny_csv, tmp_path):
 
 
 def test_swa_averages_the_runs_tail_at_its_constant_lr_and_val_measures_the_average(tiny_csv, tmp_path):
-    from ferkit.checkpoint import build_model
-    from ferkit.data import load_fer2013
-    from ferkit.preprocess import Preprocessing
-    from ferkit.train import predict_logits
-
     out = tmp_path / "swa"
     args = ("train", "--data", tiny_csv, "--model", "vgg_s", "--batch-size", 8, "--out", out, "--no-progress",
             "--seed", 1, "--threads", 1, "--lr", 0.05, "--swa", 0.5, "--swa-lr", 0.004, "--patience", 0)
@@ -467,16 +471,8 @@ def test_swa_averages_the_runs_tail_at_its_constant_lr_and_val_measures_the_aver
     assert int(last["swa_state"]["n_averaged"]) == 3
     assert history[0]["lr"] != pytest.approx(0.004)
     assert [h["lr"] for h in history[1:]] == pytest.approx([0.004] * 3)  # held, not annealed
-    swa = {k[len("module."):]: v for k, v in last["swa_state"].items() if k.startswith("module.")}
-    assert set(swa) == set(last["state_dict"])
+    swa = _average_is_what_val_measured(last, "swa_state", tiny_csv)
     w = "features.0.weight"
-    assert not torch.allclose(swa[w], last["state_dict"][w])  # an average, not the raw weights
-    model = build_model(last)
-    model.load_state_dict(swa)
-    val = load_fer2013(tiny_csv)["val"]
-    acc = float((predict_logits(model, val.images, Preprocessing.from_dict(last["preprocessing"])).argmax(1)
-                 == val.targets).mean())
-    assert acc == pytest.approx(history[-1]["val_acc"])
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     if best["epoch"] == 4:
         assert torch.equal(best["state_dict"][w], swa[w])
