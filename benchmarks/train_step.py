@@ -39,6 +39,12 @@ else running), batch 64, fp32 / bf16: 52.7 / 36.7, 148.6 / 91.8 and 317.0 / 186.
 bf16 native and 0.59-0.70x fp32; a bf16 step 1.39-1.45x session 16's Zen 5, an fp32
 step 1.14-1.49x.
 
+Session 49 (2-core Intel Xeon @ 2.80 GHz with AVX-512 (VNNI, VBMI2) but neither AVX-512 BF16
+nor AMX in /proc/cpuinfo; oneDNN still reports bf16 support, which it emulates; nothing else
+running), batch 64, fp32 / bf16: 55.4 / 117.9, 175.3 / 415.2 and 312.1 / 877.0 ms: bf16
+2.1-2.8x fp32, so `precision: auto` trains `configs/fast.yaml` in fp32 there (60 epochs of
+it in 30 minutes, test 68.90%; docs/accuracy.md).
+
     python benchmarks/train_step.py --batch-sizes 64 128
 """
 
@@ -61,15 +67,25 @@ def ms_per_step(widths, batch_size: int, bf16: bool, steps: int, warmup: int = 5
     return step_ms(model, batch_size, 40, bf16, steps, warmup)
 
 
+def _cpuinfo_flag(flag: str) -> bool | None:
+    """Whether the Linux CPU flags list ``flag``; None where /proc/cpuinfo is not readable."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and flag in line.split() for line in f)
+    except OSError:
+        return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64])
     p.add_argument("--steps", type=int, default=20, help="timed steps per figure (after 5 warm-up steps)")
     args = p.parse_args()
-    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: None)()
+    onednn = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: None)()
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: None)()  # a private query, as above
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native}, AMX: {amx}")
+          f"{torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 (native or emulated): {onednn}, "
+          f"AVX-512 BF16 in /proc/cpuinfo: {_cpuinfo_flag('avx512_bf16')}, AMX: {amx}")
     print("| widths | batch | fp32 ms/step | bf16 ms/step | fp32 s/epoch | bf16 s/epoch |")
     print("|---|---|---|---|---|---|")
     for widths in WIDTHS:
