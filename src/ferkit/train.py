@@ -568,8 +568,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _native_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX); True when
-    this PyTorch lacks the (private) query."""
+    """Whether oneDNN runs bfloat16 on this CPU: natively (AVX-512 BF16 or AMX) or, on an
+    AVX-512 CPU without them, emulated (session 49's Xeon: True there, at 2.1-2.8x the fp32
+    step, which is why :func:`choose_precision` times both); False on AVX2-only CPUs; True
+    when this PyTorch lacks the (private) query."""
     return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)())
 
 
