@@ -45,7 +45,7 @@ install: $(VENV)/.test
 train: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/distill-wide.yaml --data $(DATA) $(if $(wildcard runs/distill-wide/last.pt),--resume)
 
-## train-fast: the fast recipe on a CPU with fast native bf16 (AMX, or AMD Zen 5: session 16, 69.63%; Zen 4: session 22, 69.27% exported with --tta scales; session 27, 70.05% and 70.38% read by make test-fast): configs/fast-bf16.yaml, 30 min, bf16 where it times faster than fp32 (precision: auto); where fp32 is faster (a Xeon without AMX, any CPU without AVX-512 BF16) the recipe trains configs/fast.yaml instead (its fp32_recipe; session 15: the wide network in fp32 had a third of the epochs and 65.28%, configs/fast.yaml 67.65%; session 49, a Xeon without AVX-512 BF16 or AMX: configs/fast.yaml 68.90%, with random erasing, kept on val, 68.71% and 69.52%)
+## train-fast: the fast recipe on a CPU with fast native bf16 (AMX, or AMD Zen 5: session 16, 69.63%; Zen 4: session 22, 69.27% exported with --tta scales; session 27, 70.05% and 70.38% read by make test-fast): configs/fast-bf16.yaml, 30 min, bf16 where it times faster than fp32 (precision: auto); where fp32 is faster (a Xeon without AMX, any CPU without AVX-512 BF16) the recipe trains configs/fast.yaml instead (its fp32_recipe; session 15: the wide network in fp32 had a third of the epochs and 65.28%, configs/fast.yaml 67.65%; session 49, a Xeon without AVX-512 BF16 or AMX: configs/fast.yaml 68.90%, with random erasing, kept on val, 68.71% and 69.52%; session 50, the same Xeon, with batch 128 too, kept on val, 69.24% and 69.21%)
 train-fast: $(VENV)/.test
 	$(BIN)/ferkit train --config configs/fast-bf16.yaml --data $(DATA) $(if $(wildcard runs/fast-bf16/last.pt),--resume)
 
