@@ -567,7 +567,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _native_bf16() -> bool:
+def _onednn_bf16() -> bool:
     """Whether oneDNN runs bfloat16 on this CPU: natively (AVX-512 BF16 or AMX) or, on an
     AVX-512 CPU without them, emulated (session 49's Xeon: True there, at 2.1-2.8x the fp32
     step, which is why :func:`choose_precision` times both); False on AVX2-only CPUs; True
@@ -579,12 +579,14 @@ def choose_precision(model: torch.nn.Module, batch_size: int, side: int,
                      steps: int = 5) -> tuple[str, dict[str, float]]:
     """The faster precision for training ``model`` on this machine: ``("fp32" | "bf16",
     {"fp32": ms, "bf16": ms})``, each the median of ``steps`` timed training steps of
-    :func:`step_ms` on batches of ``batch_size`` faces of ``side`` pixels. A CPU
-    without native bfloat16 gets fp32 without timing bf16 (emulated, it is 8-13x slower:
-    ``benchmarks/train_step.py``); its bf16 time is then reported as ``inf``.
+    :func:`step_ms` on batches of ``batch_size`` faces of ``side`` pixels. A CPU where
+    oneDNN has no bfloat16 path at all (AVX2 without AVX-512) gets fp32 without timing bf16
+    (emulated there, it is 8-13x slower: ``benchmarks/train_step.py``); its bf16 time is then
+    reported as ``inf``. An AVX-512 CPU without AVX-512 BF16 or AMX has both timed: oneDNN
+    emulates bf16 there at about 2-3x the fp32 step (session 49), so fp32 wins.
     """
     ms = {"fp32": step_ms(model, batch_size, side, False, steps),
-          "bf16": step_ms(model, batch_size, side, True, steps) if _native_bf16() else math.inf}
+          "bf16": step_ms(model, batch_size, side, True, steps) if _onednn_bf16() else math.inf}
     return ("bf16" if ms["bf16"] < ms["fp32"] else "fp32"), ms
 
 
@@ -726,8 +728,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         cfg = dataclasses.replace(cfg, precision=_auto_precision(model, cfg.batch_size, crop or pre.input_size,
                                                                  last_path, resume, device))
     bf16 = cfg.precision == "bf16"
-    if bf16 and device.type == "cpu" and not _native_bf16():
-        warnings.warn("precision bf16 on a CPU without native bfloat16 (AVX-512 BF16 / AMX): "
+    if bf16 and device.type == "cpu" and not _onednn_bf16():
+        warnings.warn("precision bf16 on a CPU where oneDNN has no bfloat16 path (no AVX-512): "
                       "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
     if not 0.0 <= cfg.self_distill <= 1.0 or (cfg.self_distill and cfg.teacher):
         raise ValueError(f"self_distill must be in [0, 1] (0 = off) and cannot be combined with a teacher, "
