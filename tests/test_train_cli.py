@@ -920,3 +920,25 @@ def test_average_checkpoints_writes_the_weight_mean_that_exports(trained_run, tm
                         "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "model_args" in r.stderr and "other.pt" in r.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_warmup_sets_where_the_one_cycle_lr_peaks(tiny_csv, tmp_path):
+    """56 train faces at batch 8: 7 steps an epoch, 28 in 4 epochs; history's lr is each epoch's last."""
+    lrs = {}
+    for warmup in (0.0, 0.75):
+        out = tmp_path / f"w{warmup}"
+        r = run("train", "--data", tiny_csv, "--model", "vgg_s", "--epochs", 4, "--batch-size", 8,
+                "--lr", 0.01, "--schedule", "onecycle", "--warmup", warmup, "--patience", 0,
+                "--out", out, "--no-progress", "--seed", 1, "--threads", 1)
+        assert r.returncode == 0, r.stderr
+        assert json.loads((out / "config.json").read_text())["warmup"] == warmup
+        lrs[warmup] = [h["lr"] for h in torch.load(out / "last.pt", map_location="cpu",
+                                                    weights_only=False)["history"]]
+    assert lrs[0.0] == sorted(lrs[0.0], reverse=True) and lrs[0.0][0] > lrs[0.0][-1]  # annealing from the start
+    up = lrs[0.75]
+    # the peak (0.01) after 21 steps (OneCycleLR's step 20), so epoch 3 ends one step past it
+    assert up[0] < up[1] < up[2] > up[3] and up[2] > 0.009 > up[1]
+    for bad in (1.0, -0.1):
+        r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--warmup", bad,
+                "--out", tmp_path / "bad", "--no-progress")
+        assert r.returncode == 2 and "warmup must be in [0, 1)" in r.stderr

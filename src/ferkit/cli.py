@@ -32,6 +32,9 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=["onecycle", "cosine", "plateau"])
     p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--warmup", type=float, metavar="SHARE",
+                   help="onecycle: the share of the run (of its steps, or of the --budget clock) over "
+                        "which the LR rises to its peak before it anneals, in [0, 1) (default 0.15)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--budget", type=float,
@@ -100,7 +103,7 @@ def _cmd_train(args) -> int:
 
     overrides = {}
     for key in ("data", "out", "model", "classes", "epochs", "batch_size", "optimizer", "lr",
-                "weight_decay", "schedule", "label_smoothing", "patience", "seed", "budget", "ema", "swa", "swa_lr", "input_size", "equalize", "init",
+                "weight_decay", "schedule", "warmup", "label_smoothing", "patience", "seed", "budget", "ema", "swa", "swa_lr", "input_size", "equalize", "init",
                 "erase", "lowres", "lowres_min", "brightness", "contrast", "logit_adjust", "mixup", "cutmix", "mix_prob", "precision",
                 "teacher", "distill_weight", "distill_temperature", "self_distill", "device", "threads", "skip_bad"):
         value = getattr(args, key)

@@ -44,8 +44,10 @@ class TrainConfig:
         optimizer: ``sgd`` (Nesterov momentum) or ``adamw``.
         lr: peak learning rate.
         weight_decay: decoupled for AdamW, L2 for SGD.
-        schedule: ``onecycle`` (Smith & Topin, 2017; cosine annealing after a linear
-            warm-up of ``warmup`` of all steps), ``cosine`` (Loshchilov & Hutter, 2017,
+        schedule: ``onecycle`` (Smith & Topin, 2017, as PyTorch's ``OneCycleLR``: the LR
+            rises from peak/25 to the peak on a half cosine over ``warmup``, a share in
+            [0, 1) of all steps or of the ``budget`` clock, then anneals on a half cosine
+            to peak/25000), ``cosine`` (Loshchilov & Hutter, 2017,
             no restarts) or ``plateau`` (halve the LR after ``plateau_patience`` epochs
             without a better val accuracy, as in the reports).
         label_smoothing: cross-entropy label smoothing (Szegedy et al., 2016).
@@ -628,7 +630,7 @@ def _make_scheduler(opt, cfg: TrainConfig, steps: int, last_step: int = -1):
     """The LR schedule over ``steps`` optimisation steps, positioned after ``last_step``."""
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
-                                                   pct_start=cfg.warmup, div_factor=25,
+                                                   pct_start=float(cfg.warmup), div_factor=25,
                                                    final_div_factor=1e3, last_epoch=last_step)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, last_epoch=last_step)
@@ -657,7 +659,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     Raises:
         FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
         FileNotFoundError, DataError: the data cannot be loaded.
-        ValueError: an unknown model, optimizer, schedule or class set.
+        ValueError: an unknown model, optimizer, schedule or class set; a warmup outside
+            [0, 1).
     """
     started = time.time()
     out = Path(cfg.out)
@@ -665,6 +668,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if cfg.budget < 0 or (cfg.budget and cfg.schedule != "onecycle"):
         raise ValueError(f"budget must be >= 0 minutes and needs schedule onecycle "
                          f"(got budget {cfg.budget}, schedule {cfg.schedule!r})")
+    if not 0.0 <= cfg.warmup < 1.0:
+        raise ValueError(f"warmup must be in [0, 1): the share of a one-cycle run spent rising to "
+                         f"the peak LR (got {cfg.warmup})")
     if last_path.exists() and not resume:
         raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                               "or choose another --out")
