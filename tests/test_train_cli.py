@@ -49,6 +49,16 @@ def test_train_one_epoch_writes_everything(trained_run):
     assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
+def test_no_progress_silences_the_progress_bar(tiny_csv, tmp_path):
+    r = train_tiny(tiny_csv, tmp_path / "quiet")  # with --no-progress
+    assert r.returncode == 0, r.stderr
+    assert "batch/s" not in r.stderr and "epoch 1/1:" in r.stdout
+    r = run("train", "--data", tiny_csv, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "bar",
+            "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    assert "batch/s" in r.stderr  # tqdm's bar, on stderr even when it is not a terminal
+
+
 def test_existing_run_needs_resume_and_resume_continues(trained_run):
     out, data = trained_run
     r = run("train", "--data", data, "--epochs", 2, "--batch-size", 8, "--out", out, "--no-progress")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from .checkpoint import checkpoint_meta, save_checkpoint
 from .data import load_fer2013
+from .distributed import Ranks, join_process_group
 from .models import create_model
 from .preprocess import Preprocessing, fit_face, prepare_faces
 
@@ -40,7 +41,7 @@ class TrainConfig:
         model / model_args: a registered model name and its extra arguments.
         classes: class set (``all``, ``6``, or names such as ``happy,sad,neutral``).
         epochs: maximum number of epochs.
-        batch_size: faces per optimisation step.
+        batch_size: faces per optimisation step (under ``torchrun``, over all processes).
         optimizer: ``sgd`` (Nesterov momentum) or ``adamw``.
         lr: peak learning rate.
         weight_decay: decoupled for AdamW, L2 for SGD.
@@ -660,9 +661,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
         FileNotFoundError, DataError: the data cannot be loaded.
         ValueError: an unknown model, optimizer, schedule or class set; a warmup outside
-            [0, 1).
+            [0, 1); under ``torchrun``, a batch size that the processes cannot share
+            equally, or ``self_distill``.
+        RuntimeError: under ``torchrun``, the processes' weights drifted apart
+            (:meth:`ferkit.distributed.Ranks.check_same`).
+
+    Several processes: started by ``torchrun`` (``torchrun --nproc-per-node N -m
+    ferkit.cli train ...``, on one machine or, with ``--nnodes``, a cluster), the run is
+    data-parallel (:mod:`ferkit.distributed`). ``batch_size`` stays the global batch:
+    each of the N processes takes its own ``batch_size / N`` faces of every batch of the
+    one seeded order, augments them with its own seeded draws, and the gradients are
+    averaged, so a step sees as many faces as one process would. Batch norm normalises
+    each process's share (PyTorch's ``SyncBatchNorm`` runs on GPUs only). Every process
+    measures val and rank 0's accuracy decides (its batch-norm statistics are the ones
+    saved); rank 0's clock runs the ``budget``; rank 0 alone computes a teacher's
+    probabilities, prints, and writes the run folder, which ``--resume`` continues with
+    any number of processes.
     """
+    ranks, device = join_process_group(resolve_device(cfg.device))
+    try:
+        return _train(cfg, resume, progress, ranks, device)
+    finally:
+        ranks.close()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, ranks: Ranks, device: torch.device) -> Path:
     started = time.time()
+    say = print if ranks.main else (lambda *args, **kwargs: None)  # rank 0 speaks for the run
     out = Path(cfg.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.budget < 0 or (cfg.budget and cfg.schedule != "onecycle"):
@@ -671,10 +696,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     if not 0.0 <= cfg.warmup < 1.0:
         raise ValueError(f"warmup must be in [0, 1): the share of a one-cycle run spent rising to "
                          f"the peak LR (got {cfg.warmup})")
+    if ranks.world > 1 and (cfg.batch_size % ranks.world or cfg.self_distill):
+        raise ValueError(f"{ranks.world} processes need a batch size they can share equally and no "
+                         f"self_distill (its per-face table is not shared between them); got batch "
+                         f"size {cfg.batch_size}, self_distill {cfg.self_distill}")
+    local_batch = cfg.batch_size // ranks.world  # this process's share of every batch
     if last_path.exists() and not resume:
         raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it "
                               "or choose another --out")
-    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -698,8 +727,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     model = create_model(cfg.model, num_classes=len(data.class_names), in_chans=1,
                          input_size=pre.input_size, **cfg.model_args)
     if cfg.init:
-        _init_from(model, cfg, data.class_names)
+        _init_from(model, cfg, data.class_names, say)
     model = model.to(device=device, memory_format=torch.channels_last)
+    net = ranks.wrap(model)  # what trains: DDP averages its gradients across processes
     crop = getattr(model, "crop", 0)  # the model sees random crops in training, the centre one at inference
     if not 0.0 <= cfg.ema < 1.0:
         raise ValueError(f"ema must be in [0, 1), got {cfg.ema}")
@@ -730,23 +760,27 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                          f"{cfg.distill_weight} and {cfg.distill_temperature}")
     if cfg.precision not in ("fp32", "bf16", "auto"):
         raise ValueError(f"precision must be fp32, bf16 or auto, got {cfg.precision!r}")
-    if cfg.precision == "auto":
-        cfg = dataclasses.replace(cfg, precision=_auto_precision(model, cfg.batch_size, crop or pre.input_size,
-                                                                 last_path, resume, device))
+    if cfg.precision == "auto":  # rank 0 times both, so that every process trains in one precision
+        chosen = (_auto_precision(model, local_batch, crop or pre.input_size, last_path, resume, device)
+                  if ranks.main else "")
+        cfg = dataclasses.replace(cfg, precision=("fp32", "bf16")[int(ranks.from_main(float(chosen == "bf16")))])
     bf16 = cfg.precision == "bf16"
-    if bf16 and device.type == "cpu" and not _onednn_bf16():
+    if bf16 and device.type == "cpu" and not _onednn_bf16() and ranks.main:
         warnings.warn("precision bf16 on a CPU where oneDNN has no bfloat16 path (no AVX-512): "
-                      "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=2)
+                      "it runs emulated, 8-13x slower than fp32 per step (use precision: fp32 or auto)", stacklevel=3)
     if not 0.0 <= cfg.self_distill <= 1.0 or (cfg.self_distill and cfg.teacher):
         raise ValueError(f"self_distill must be in [0, 1] (0 = off) and cannot be combined with a teacher, "
                          f"got {cfg.self_distill} with teacher {cfg.teacher!r}")
     # PS-KD's table of each train face's softmax in its last epoch; a face not yet seen has its label
     past = (F.one_hot(y_tr, len(data.class_names)).float() if cfg.self_distill else None)  # (N, C)
     t_teacher = time.time()
-    with torch.random.fork_rng(devices=[]):  # a .pt teacher's construction draws no numbers from the run's RNG
-        soft = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names,
-                                               out / "teacher_probs.npy")).to(device)
-                if cfg.teacher else None)
+    soft = None
+    if cfg.teacher:  # rank 0 runs the teacher once and sends its (N, C) probabilities to the others
+        with torch.random.fork_rng(devices=[]):  # a .pt teacher's construction draws no numbers from the run's RNG
+            probs = (torch.from_numpy(teacher_probs(cfg.teacher, tr.images, data.class_names,
+                                                    out / "teacher_probs.npy"))
+                     if ranks.main else torch.empty(len(tr), len(data.class_names)))
+        soft = ranks.share(probs).to(device)
     started += time.time() - t_teacher  # the teacher's one-off pass is not spent from the budget
     steps_per_epoch = len(tr) // cfg.batch_size
     opt, sched = _make_optimizer(model, cfg, _BUDGET_STEPS if cfg.budget else steps_per_epoch * cfg.epochs)
@@ -780,21 +814,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         start, best_acc, bad_epochs = state["epoch"], state["best_val_acc"], state["bad_epochs"]
         history = state["history"]
         spent = state.get("elapsed", 0.0)
-        print(f"resuming {out} after epoch {start} (best val accuracy {best_acc:.4f})")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        say(f"resuming {out} after epoch {start} (best val accuracy {best_acc:.4f})")
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{cfg.model}: {n_params / 1e6:.2f} M parameters; {len(tr)} train / {len(va)} val faces; "
+    say(f"{cfg.model}: {n_params / 1e6:.2f} M parameters; {len(tr)} train / {len(va)} val faces; "
           f"classes {', '.join(data.class_names)}; "
           + (f"{torch.get_num_threads()} threads" if device.type == "cpu"
-             else f"{device} ({torch.cuda.get_device_name(device)})") + f", {cfg.precision}")
+             else f"{device} ({torch.cuda.get_device_name(device)})") + f", {cfg.precision}"
+          + (f"; {ranks.world} processes of {local_batch} faces a batch" if ranks.world > 1 else ""))
 
     budget_s, val_s = cfg.budget * 60.0, 0.0
 
-    def elapsed() -> float:  # seconds of this run so far, across resumes
-        return spent + time.time() - started
+    def elapsed() -> float:  # seconds of this run so far, across resumes; rank 0's clock on every rank
+        return ranks.from_main(spent + time.time() - started)
 
-    def progress(epoch: float) -> float:  # share of the run behind, at this point of epoch index
+    def done(epoch: float) -> float:  # share of the run behind, at this point of epoch index
         return elapsed() / budget_s if cfg.budget else epoch / cfg.epochs
 
     out_of_time = bool(cfg.budget) and elapsed() >= budget_s
@@ -805,27 +841,32 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(tr), generator=gen).to(device)
         mix_rng = np.random.default_rng([cfg.seed, epoch])  # mixup / CutMix draws, per epoch as gen
+        if ranks.world > 1:  # one order for all; each process's own augmentations after it
+            seeds = np.random.SeedSequence([cfg.seed, epoch, ranks.rank]).generate_state(2, np.uint64)
+            gen = torch.Generator().manual_seed(int(seeds[0]))
+            mix_rng = np.random.default_rng(seeds[1])
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, mininterval=2.0, leave=False)
+                   disable=not (progress and ranks.main), mininterval=2.0, leave=False)
         for step in bar:
             if cfg.budget and elapsed() + val_s >= budget_s:
                 out_of_time = True
                 break
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = idx[ranks.rank * local_batch:(ranks.rank + 1) * local_batch]  # this process's share
             x = augment(_to_unit(lower_resolution(x_tr[idx], cfg.lowres, cfg.lowres_min, pre, gen)),
                         cfg, gen, crop)
             x, perm, lam = mix_batch(x, cfg.mixup, cfg.cutmix, cfg.mix_prob, mix_rng)
             x = ((x - pre.mean) / pre.std).contiguous(memory_format=torch.channels_last)
             y = y_tr[idx]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)  # (B, C)
+                logits = net(x)  # (B, C)
             logits = logits.float()  # the loss in float32
 
             fit = logits if adjust is None else logits + adjust  # what the loss sees
             if past is not None:  # PS-KD's alpha_t: linear in the run's progress
-                alpha = cfg.self_distill * min(progress(epoch + step / steps_per_epoch), 1.0)
+                alpha = cfg.self_distill * min(done(epoch + step / steps_per_epoch), 1.0)
 
             def loss_of(targets: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
                 if past is not None:
@@ -849,7 +890,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
                 sched.last_epoch = min(int(elapsed() / budget_s * _BUDGET_STEPS), _BUDGET_STEPS - 1) - 1
             if cfg.schedule != "plateau":
                 sched.step()
-            if cfg.swa_lr and progress(epoch + (step + 1) / steps_per_epoch) >= cfg.swa:
+            if cfg.swa_lr and done(epoch + (step + 1) / steps_per_epoch) >= cfg.swa:
                 for group in opt.param_groups:  # SWA's constant LR from here on
                     group["lr"] = cfg.swa_lr
             loss_sum += loss.item() * len(y)
@@ -858,10 +899,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
+        loss_sum, correct, seen = ranks.total(loss_sum, correct, seen)  # over every process's share
         if seen == 0:  # the budget ran out before this epoch's first step
             break
         t_val = time.time()
-        if swa is not None and progress(epoch + 1) >= cfg.swa:
+        if swa is not None and done(epoch + 1) >= cfg.swa:
             swa.update_parameters(model)
         averaged = average is not None and int(average.n_averaged) > 0
         evaluated = average.module if averaged else model  # the weights val measures and best.pt keeps
@@ -871,7 +913,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         val_logits = torch.from_numpy(predict_logits(evaluated, va.images, pre, bf16=bf16))
         y_va = torch.from_numpy(va.targets)
         val_loss = float(F.cross_entropy(val_logits, y_va))
-        val_acc = float((val_logits.argmax(1) == y_va).float().mean())
+        val_acc = ranks.from_main(float((val_logits.argmax(1) == y_va).float().mean()))  # rank 0's decides
         lr = opt.param_groups[0]["lr"]
         if cfg.schedule == "plateau":
             sched.step(val_acc)
@@ -883,39 +925,44 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if averaged else ""
         history.append(row)
         improved = val_acc > best_acc
+        now = elapsed()
+        ranks.check_same(model, f"epoch {epoch + 1}")
         if improved:
             best_acc, bad_epochs = val_acc, 0
-            save_checkpoint(best_path, meta, evaluated, epoch=epoch + 1, val_acc=val_acc,
-                            config=dataclasses.asdict(cfg))
         else:
             bad_epochs += 1
-        save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
-                        config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
-                        **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                        best_val_acc=best_acc, bad_epochs=bad_epochs, history=history, elapsed=elapsed(),
-                        **({} if ema is None else {"ema_state": ema.state_dict()}),
-                        **({} if swa is None else {"swa_state": swa.state_dict()}),
-                        **({} if past is None else {"self_distill_probs": past.cpu()}))
-        write_history(out, history)
-        val_s = time.time() - t_val  # what the end of an epoch costs, kept free in a budget
-        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+        if ranks.main and improved:
+            save_checkpoint(best_path, meta, evaluated, epoch=epoch + 1, val_acc=val_acc,
+                            config=dataclasses.asdict(cfg))
+        if ranks.main:
+            save_checkpoint(last_path, meta, model, epoch=epoch + 1, val_acc=val_acc,
+                            config=dataclasses.asdict(cfg), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+                            best_val_acc=best_acc, bad_epochs=bad_epochs, history=history, elapsed=now,
+                            **({} if ema is None else {"ema_state": ema.state_dict()}),
+                            **({} if swa is None else {"swa_state": swa.state_dict()}),
+                            **({} if past is None else {"self_distill_probs": past.cpu()}))
+            write_history(out, history)
+        val_s = ranks.from_main(time.time() - t_val)  # what the end of an epoch costs, kept free in a budget
+        say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
               f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}"
               f"{raw_note} | lr {lr:.2e} | "
               f"{row['seconds']:.0f} s", flush=True)
+    now = elapsed()
     if out_of_time:
-        print(f"time budget of {cfg.budget:g} min spent after {elapsed() / 60:.1f} min")
-    elif cfg.budget and len(history) >= cfg.epochs:  # the epoch cap came first: the LR never annealed
-        warnings.warn(f"the run reached epochs: {cfg.epochs} after {elapsed() / 60:.1f} of its "
+        say(f"time budget of {cfg.budget:g} min spent after {now / 60:.1f} min")
+    elif cfg.budget and len(history) >= cfg.epochs and ranks.main:  # the epoch cap came first: the LR never annealed
+        warnings.warn(f"the run reached epochs: {cfg.epochs} after {now / 60:.1f} of its "
                       f"{cfg.budget:g} budget minutes, so its one-cycle schedule stopped before annealing; "
-                      f"raise epochs (or lower budget) for a budget run on this machine", stacklevel=2)
+                      f"raise epochs (or lower budget) for a budget run on this machine", stacklevel=3)
     if bad_epochs >= cfg.patience > 0:
-        print(f"early stop: no better val accuracy in {cfg.patience} epochs")
-    print(f"best val accuracy {best_acc:.4f}: {best_path}")
+        say(f"early stop: no better val accuracy in {cfg.patience} epochs")
+    say(f"best val accuracy {best_acc:.4f}: {best_path}")
     return best_path
 
 
-def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
+def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names, say=print) -> None:
     """Load the weights of ``cfg.init`` into ``model``: a ferkit ``.pt`` checkpoint, or a
     ferkit ``.onnx`` model or bundled model's name (``default``), whose graph weights are
     rebuilt as PyTorch ones (:func:`ferkit.explain.torch_model_from_onnx`).
@@ -945,7 +992,7 @@ def _init_from(model: torch.nn.Module, cfg: TrainConfig, class_names) -> None:
     except RuntimeError as exc:  # same architecture, other widths
         raise ValueError(f"--init {cfg.init}: its weights do not fit {cfg.model} {cfg.model_args}: "
                          f"{str(exc).splitlines()[0]}") from None
-    print(f"initialised from {where} (epoch {epoch}, val accuracy {val_acc:.4f})")
+    say(f"initialised from {where} (epoch {epoch}, val accuracy {val_acc:.4f})")
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -994,17 +1041,25 @@ def resolve_config(cfg: TrainConfig, overrides: dict | None = None, resume: bool
 
     Raises:
         FileNotFoundError: the ``fp32_recipe`` file is missing.
-        ValueError: an unknown option in it.
+        ValueError: an unknown option in it; a CPU run under ``torchrun`` (its processes,
+            each timing its own steps, could choose different recipes).
     """
     if cfg.precision != "auto" or not cfg.fp32_recipe:
         return cfg
     from .labels import resolve_classes
 
+    device = resolve_device(cfg.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and device.type == "cpu":
+        raise ValueError(f"precision auto with an fp32_recipe picks the recipe by timing this CPU, and "
+                         f"{world} processes could pick differently: choose for them, with --precision bf16 "
+                         f"to train this recipe or --config {cfg.fp32_recipe} for its fp32 one")
+
     side = cfg.input_size or 48  # FER2013's own side
     model = create_model(cfg.model, num_classes=len(resolve_classes(cfg.classes).names), in_chans=1,
                          input_size=side, **cfg.model_args).to(memory_format=torch.channels_last)
     chosen = _auto_precision(model, cfg.batch_size, getattr(model, "crop", 0) or side,
-                             Path(cfg.out) / "last.pt", resume, resolve_device(cfg.device))
+                             Path(cfg.out) / "last.pt", resume, device)
     if chosen == "bf16":
         return dataclasses.replace(cfg, precision="bf16")
     print(f"fp32 is the faster precision here: training {cfg.fp32_recipe} (the recipe's fp32_recipe) instead")
