@@ -36,11 +36,12 @@ class Ranks:
     Attributes:
         rank: this process's index in [0, world); rank 0 writes checkpoints and logs.
         world: the number of processes.
+        local_rank: its index among the processes of its machine.
     """
 
     def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None,
-                 owned: bool = False):
-        self.rank, self.world = rank, world
+                 owned: bool = False, local_rank: int = 0):
+        self.rank, self.world, self.local_rank = rank, world, local_rank
         self._device = device or torch.device("cpu")  # where collectives' tensors live (CUDA for NCCL)
         self._owned = owned  # this object started the process group, and ends it
 
@@ -146,4 +147,4 @@ def join_process_group(device: torch.device) -> tuple[Ranks, torch.device]:
     owned = not dist.is_initialized()
     if owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
-    return Ranks(dist.get_rank(), dist.get_world_size(), device, owned=owned), device
+    return Ranks(dist.get_rank(), dist.get_world_size(), device, owned=owned, local_rank=local), device

@@ -707,7 +707,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ranks: Ranks, device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    if ranks.local_rank:  # one process a machine loads first: it fetches a URL and writes the caches
+        ranks.barrier()
     data = load_fer2013(cfg.data, cfg.classes, on_error="skip" if cfg.skip_bad else "raise")
+    if ranks.world > 1 and not ranks.local_rank:
+        ranks.barrier()
     tr, va = data["train"], data["val"]
     if len(tr) < cfg.batch_size or len(va) == 0:
         raise ValueError(f"too little data: {len(tr)} train and {len(va)} val faces "
