@@ -459,3 +459,23 @@ def test_cli_small_faces_option_routes_or_not(tmp_path):
     _, plain = probs("--sharpness-below", "0", detector="yunet")
     _, forced = probs("--model", "small-faces", "--small-faces", "none", detector="yunet")
     assert np.allclose(routed, forced, atol=1e-5) and not np.allclose(routed, plain, atol=1e-3)
+
+
+def test_cli_predict_shards_split_a_folder_between_machines(tmp_path):
+    folder = tmp_path / "photos"
+    for k in range(5):
+        (folder / f"sub{k % 2}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"sub{k % 2}" / f"{k}.png"), np.full((64, 64, 3), 40 * k, np.uint8))
+    everything = [x["image"] for x in json.loads(_run("predict", folder, "--compact").stdout)]
+    shards = []
+    for i in range(3):
+        r = _run("predict", folder, "--shard", f"{i}/3", "--out", tmp_path / f"part-{i}.jsonl", "--no-progress")
+        assert r.returncode == 0, r.stderr
+        shards.append([json.loads(line)["image"] for line in open(tmp_path / f"part-{i}.jsonl")])
+    assert [len(s) for s in shards] == [2, 2, 1]
+    assert sorted(sum(shards, [])) == sorted(everything) and len(everything) == 5
+    for bad in ("3/3", "-1/3", "1", "a/b"):
+        r = _run("predict", folder, "--shard", bad)
+        assert r.returncode == 2 and "--shard" in r.stderr and "I/N" in r.stderr
+    r = _run("predict", folder / "sub1" / "1.png", "--shard", "1/2")
+    assert r.returncode != 0 and "shard 1/2 is empty" in r.stderr

@@ -166,6 +166,18 @@ def _degrees_or_none(text: str) -> float | None:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """argparse type of ``--shard I/N``: (I, N) with 0 <= I < N."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text}")
+    return i, n
+
+
 def _recognizer(args, **options):
     """The :class:`~ferkit.recognize.Recognizer` of :func:`_add_recognizer_options`' options."""
     from .recognize import Recognizer
@@ -192,6 +204,9 @@ def _add_predict(sub) -> None:
                                 "come (instead of a JSON list on stdout)")
             p.add_argument("--resume", action="store_true",
                            help="with --out: keep its lines and skip the images already in it")
+            p.add_argument("--shard", type=_shard, metavar="I/N",
+                           help="only every N-th image of the list, from the I-th (0-based): run the "
+                                "command on N machines with I = 0..N-1, each with its own --out")
             p.add_argument("--workers", type=int, default=2,
                            help="threads decoding and detecting while faces are classified (default 2)")
             p.add_argument("--batch-size", type=int, default=256, help="faces per classifier call (default 256)")
@@ -211,6 +226,12 @@ def _cmd_predict(args) -> int:
     paths = find_images(args.images)
     if not paths:
         raise FerkitError(f"no image files in {' '.join(args.images)}")
+    if getattr(args, "shard", None):  # round robin over the sorted list: shards of equal size
+        index, count = args.shard
+        paths = paths[index::count]
+        if not paths:
+            raise FerkitError(f"shard {index}/{count} is empty: {' '.join(args.images)} holds "
+                              f"{len(find_images(args.images))} images")
     if getattr(args, "out", None):
         return _predict_to_jsonl(rec, paths, args)
     results, failed = [], 0

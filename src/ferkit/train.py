@@ -845,10 +845,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, ranks: Ranks, device:
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(tr), generator=gen).to(device)
         mix_rng = np.random.default_rng([cfg.seed, epoch])  # mixup / CutMix draws, per epoch as gen
-        if ranks.world > 1:  # one order for all; each process's own augmentations after it
-            seeds = np.random.SeedSequence([cfg.seed, epoch, ranks.rank]).generate_state(2, np.uint64)
+        if ranks.world > 1:  # one order for all; each process's own augmentations and dropout after it
+            seeds = np.random.SeedSequence([cfg.seed, epoch, ranks.rank]).generate_state(3, np.uint64)
             gen = torch.Generator().manual_seed(int(seeds[0]))
             mix_rng = np.random.default_rng(seeds[1])
+            torch.manual_seed(int(seeds[2]))  # the global RNG that dropout draws from
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
