@@ -102,3 +102,25 @@ def test_a_pack_on_a_web_server_loads(tiny_csv, tmp_path, cache_dir):
             load_fer2013(f"{url}/fer2.npz")
     finally:
         server.shutdown()
+
+
+def test_a_store_that_cannot_be_read_is_an_error_that_names_the_url(monkeypatch, cache_dir):
+    from ferkit.errors import DataError
+
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DataError, match=r"s3://faces/fer.npz: cannot read it: EndpointConnectionError"):
+        load_fer2013("s3://faces/fer.npz")
+    with pytest.raises(DataError, match=r"nosuch://faces/fer.npz: Protocol not known"):
+        load_fer2013("nosuch://faces/fer.npz")
+    r = subprocess.run([sys.executable, "-m", "ferkit.cli", "explore", "nosuch://faces/fer.npz"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "Protocol not known" in r.stderr

@@ -143,8 +143,7 @@ def load_fer2013(
         FileNotFoundError: ``path`` does not exist.
         DataError: malformed rows or unreadable images (with ``on_error="raise"``), or
             no image found at all.
-        ValueError, ImportError: a URL that names a folder, or whose protocol's package
-            is missing (:func:`fetch`).
+        ValueError: a URL that names a folder, or that cannot be read (:func:`fetch`).
     """
     class_set = classes if isinstance(classes, ClassSet) else resolve_classes(classes)
     root, raw = _checked_raw(path, image_size, on_error, fallback_seed, cache, "left out")
@@ -212,19 +211,30 @@ def fetch(url: str) -> Path:
         FileNotFoundError: nothing at ``url``.
         ValueError: ``url`` names a folder: only a CSV or a pack travels by URL (write a
             pack with ``ferkit pack``).
-        ImportError: the protocol's package is not installed (fsspec's message names it).
+        DataError: the protocol is unknown or its package is not installed (fsspec's
+            message names it), or the store refused or failed the request (no credentials,
+            no connection, access denied): the message names the URL and the cause.
     """
-    import fsspec
+    try:
+        import fsspec
 
-    fs, remote = fsspec.core.url_to_fs(url)
-    if fs.isdir(remote):
+        fs, remote = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:  # fsspec, or the protocol's package, missing; an unknown protocol
+        raise DataError(f"{url}: {exc} (s3:// needs pip install 'ferkit[cloud]')") from exc
+    storage = _cache_dir() / "remote" / hashlib.sha1(url.encode()).hexdigest()[:16]
+    try:
+        kind = "folder" if fs.isdir(remote) else "file" if fs.isfile(remote) else None
+        if kind == "file":
+            local = fsspec.open_local(f"filecache::{url}", filecache={
+                "cache_storage": str(storage), "same_names": True, "check_files": True, "expiry_time": False})
+    except Exception as exc:  # the store's own: no credentials, no connection, access denied
+        raise DataError(f"{url}: cannot read it: {type(exc).__name__}: {exc}") from exc
+    if kind == "folder":
         raise ValueError(f"{url} is a folder: a dataset read from a URL must be one file, the CSV "
                          "or a pack (ferkit pack DATA --out NAME.npz.xz)")
-    if not fs.isfile(remote):
+    if kind is None:
         raise FileNotFoundError(f"dataset not found: {url}")
-    storage = _cache_dir() / "remote" / hashlib.sha1(url.encode()).hexdigest()[:16]
-    return Path(fsspec.open_local(f"filecache::{url}", filecache={
-        "cache_storage": str(storage), "same_names": True, "check_files": True, "expiry_time": False}))
+    return Path(local)
 
 
 def _load_raw(root: Path, image_size: int, seed: int, use_cache: bool) -> dict[str, np.ndarray]:
