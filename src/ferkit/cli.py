@@ -228,10 +228,9 @@ def _cmd_predict(args) -> int:
         raise FerkitError(f"no image files in {' '.join(args.images)}")
     if getattr(args, "shard", None):  # round robin over the sorted list: shards of equal size
         index, count = args.shard
-        paths = paths[index::count]
+        total, paths = len(paths), paths[index::count]
         if not paths:
-            raise FerkitError(f"shard {index}/{count} is empty: {' '.join(args.images)} holds "
-                              f"{len(find_images(args.images))} images")
+            raise FerkitError(f"shard {index}/{count} is empty: {' '.join(args.images)} holds {total} images")
     if getattr(args, "out", None):
         return _predict_to_jsonl(rec, paths, args)
     results, failed = [], 0
